@@ -1,0 +1,242 @@
+"""BrainModel: a network plus its commitments, with forward passes truncated at need."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from insilico.brain.commitments import Commitment, RegionCommitment
+
+if TYPE_CHECKING:
+    from insilico.brain.units import RegionUnits
+
+
+class _StopForward(Exception):
+    """Raised by the hook of the deepest requested layer: nothing after it is computed."""
+
+
+class BrainModel:
+    """A PyTorch network committed to visual degrees and to brain regions.
+
+    Images enter as pixel values in [0, 1], shape ``(n, 3, input_size, input_size)``,
+    spanning ``visual_degrees`` around fixation; the model normalises them itself.
+    ``activations`` runs the network only up to the deepest layer asked for. Forward hooks
+    registered on the network's modules (perturbations) act on every pass.
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        commitment: Commitment,
+        weights_id: str,
+        brain_like: bool = True,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.network = network.eval()
+        for p in self.network.parameters():
+            p.requires_grad_(False)
+        self.commitment = commitment
+        self.weights_id = weights_id
+        self.brain_like = brain_like
+        self.device = torch.device(device)
+        self._modules = dict(self.network.named_modules())
+        for region in commitment.regions.values():
+            if region.layer not in self._modules:
+                raise ValueError(
+                    f"commitment {commitment.source}: region {region.name} names layer "
+                    f"{region.layer!r}, which the network does not have"
+                )
+        self._order: dict[str, int] | None = None
+        self._units: dict[str, RegionUnits] = {}
+        self._shapes: dict[str, tuple[int, int, int]] = {}
+        self.to(device)
+
+    # description ------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.commitment.name
+
+    @property
+    def regions(self) -> tuple[str, ...]:
+        return tuple(self.commitment.regions)
+
+    @property
+    def visual_degrees(self) -> float:
+        return self.commitment.visual_degrees
+
+    @property
+    def input_size(self) -> int:
+        return self.commitment.input_size
+
+    def region(self, name: str) -> RegionCommitment:
+        """The commitment of region ``name`` (clear error naming the model's regions)."""
+        return self.commitment.region(name)
+
+    def identity(self) -> dict:
+        """JSON-safe identity for provenance: model, weights hash, commitment."""
+        return {
+            "model": self.name,
+            "weights_id": self.weights_id,
+            "brain_like": self.brain_like,
+            "commitment": self.commitment.to_dict(),
+        }
+
+    def __repr__(self) -> str:
+        regions = ", ".join(f"{k}={v.layer}" for k, v in self.commitment.regions.items())
+        return (
+            f"BrainModel({self.name!r}, {self.visual_degrees} deg @ {self.input_size} px, "
+            f"{regions}, device={self.device})"
+        )
+
+    # devices ----------------------------------------------------------------------------
+    def to(self, device: str | torch.device) -> BrainModel:
+        """Move the network to ``device`` ("cpu", "cuda", ...); channels-last on CPU."""
+        device = torch.device(device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {str(device)!r} requested but CUDA is not available")
+        self.device = device
+        self.network.to(device=device, memory_format=torch.channels_last)
+        c = self.commitment
+        self._mean = torch.tensor(c.mean, device=device).view(1, 3, 1, 1)
+        self._std = torch.tensor(c.std, device=device).view(1, 3, 1, 1)
+        return self
+
+    # forward passes ---------------------------------------------------------------------
+    def layer_order(self) -> dict[str, int]:
+        """Module name -> position in the forward pass (measured once on a 1-image pass)."""
+        if self._order is None:
+            order: dict[str, int] = {}
+
+            def seen(name: str):
+                def hook(module: nn.Module, args, output) -> None:
+                    order.setdefault(name, len(order))
+
+                return hook
+
+            handles = [
+                module.register_forward_hook(seen(name))
+                for name, module in self._modules.items()
+                if name
+            ]
+            try:
+                with torch.inference_mode():
+                    self.network(self._blank(1))
+            finally:
+                for h in handles:
+                    h.remove()
+            self._order = order
+        return self._order
+
+    def _blank(self, n: int) -> torch.Tensor:
+        size = self.input_size
+        return torch.full((n, 3, size, size), 0.5, device=self.device)
+
+    def check_input(self, images: torch.Tensor) -> torch.Tensor:
+        """Validate a batch of model-input images; move it to the model's device."""
+        if not isinstance(images, torch.Tensor):
+            raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
+        size = self.input_size
+        if images.ndim != 4 or tuple(images.shape[1:]) != (3, size, size):
+            raise ValueError(
+                f"images have shape {tuple(images.shape)}; model {self.name!r} expects "
+                f"(n, 3, {size}, {size})"
+            )
+        if not images.dtype.is_floating_point:
+            raise ValueError(
+                f"images have dtype {images.dtype}; expected float pixel values in [0, 1]"
+            )
+        return images.to(self.device, non_blocking=True)
+
+    def activations(
+        self, images: torch.Tensor, layers: Iterable[str], grad: bool = False
+    ) -> dict[str, torch.Tensor]:
+        """Outputs of ``layers`` for ``images`` (pixel values in [0, 1]).
+
+        Runs the network only as far as the deepest of ``layers``. With ``grad=False`` the
+        pass runs in inference mode; with ``grad=True`` gradients flow to ``images``.
+        """
+        layers = list(dict.fromkeys(layers))
+        for layer in layers:
+            if layer not in self._modules or not layer:
+                raise ValueError(f"model {self.name!r} has no layer {layer!r}")
+        order = self.layer_order()
+        deepest = max(layers, key=lambda name: order.get(name, -1))
+        x = self.check_input(images)
+        out: dict[str, torch.Tensor] = {}
+
+        def capture(name: str):
+            def hook(module: nn.Module, args, output: torch.Tensor):
+                out[name] = output
+                if name == deepest:
+                    raise _StopForward
+
+            return hook
+
+        handles = [self._modules[name].register_forward_hook(capture(name)) for name in layers]
+        ctx = nullcontext() if grad else torch.inference_mode()
+        try:
+            with ctx:
+                x = ((x - self._mean) / self._std).contiguous(memory_format=torch.channels_last)
+                try:
+                    self.network(x)
+                except _StopForward:
+                    pass
+        finally:
+            for h in handles:
+                h.remove()
+        missing = [name for name in layers if name not in out]
+        if missing:
+            raise RuntimeError(f"layers {missing} were not reached in the forward pass")
+        return out
+
+    def logits(self, images: torch.Tensor, grad: bool = False) -> torch.Tensor:
+        """The network's own classifier output for ``images`` (full forward pass)."""
+        x = self.check_input(images)
+        ctx = nullcontext() if grad else torch.inference_mode()
+        with ctx:
+            x = ((x - self._mean) / self._std).contiguous(memory_format=torch.channels_last)
+            return self.network(x)
+
+    def layer_shape(self, layer: str) -> tuple[int, int, int]:
+        """(channels, rows, cols) of a layer's output at the model's input size."""
+        if layer not in self._shapes:
+            out = self.activations(self._blank(1), [layer])[layer]
+            if out.ndim != 4:
+                raise ValueError(
+                    f"layer {layer!r} output has shape {tuple(out.shape)}; expected a feature map"
+                )
+            self._shapes[layer] = tuple(int(s) for s in out.shape[1:])
+        return self._shapes[layer]
+
+    # units ------------------------------------------------------------------------------
+    def units(self, region: str) -> pd.DataFrame:
+        """The units of ``region`` as a table (one row per unit; see ``RegionUnits``)."""
+        return self.region_units(region).table
+
+    def region_units(self, region: str) -> RegionUnits:
+        """Measured unit properties of ``region`` (RFs, rate scale, sheet layout), cached."""
+        self.region(region)
+        if region not in self._units:
+            from insilico.brain.units import measure_region
+
+            self._units[region] = measure_region(self, region)
+        return self._units[region]
+
+    def rates(self, region: str, activation: torch.Tensor) -> torch.Tensor:
+        """Activation of ``region``'s units -> firing rate in spikes/s."""
+        rc = self.region(region)
+        scale = self.region_units(region).rate_scale
+        rate = rc.baseline_hz + (rc.max_hz - rc.baseline_hz) * activation / scale
+        return rate.clamp(min=0.0)
+
+    def gather(self, activation: torch.Tensor, units: np.ndarray | Sequence[int]) -> torch.Tensor:
+        """Select flat unit indices (channel-major, as in the unit table) from a feature map."""
+        flat = activation.reshape(activation.shape[0], -1)
+        index = torch.tensor(np.asarray(units, dtype=np.int64), device=flat.device)
+        return flat.index_select(1, index)

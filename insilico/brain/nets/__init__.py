@@ -1,0 +1,1 @@
+"""Network architectures defined in the project (others come from torchvision)."""

@@ -1,0 +1,341 @@
+"""Units of a region: receptive fields in degrees, rate scale, cortical-sheet layout in mm.
+
+Measured once per model, region and weights, then cached on disk (``$INSILICO_CACHE``,
+default ``~/.cache/insilico-lab``):
+
+* **Receptive fields** by gradient probing (the gradient of a unit's activation with
+  respect to the input image, magnitude summed over colour, averaged over white-noise
+  images). Each channel is probed at the feature map's central position; the centre of the
+  unit at (row, col) is that measurement translated by the layer's stride, exact for
+  convolutional networks away from the image border. ``rf_size_deg`` is the diameter
+  2.355 sigma (full width at half maximum of the Gaussian with the same second moment).
+  Channels whose gradient is zero everywhere (dead units) get the mean field of the others.
+  Layers with more than ``MAX_CHANNELS_PER_CHANNEL_PROBE`` channels are probed with the
+  channel-summed activation instead (``rf_method="pooled"``), to bound the cost.
+* **Rate scale**: the 99th percentile of the layer's activations over 64 natural crops
+  (``stimuli.natural``, seed 0) filling the field of view; see the region commitment.
+* **Cortical sheet**: see :func:`sheet_layout`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from insilico.brain.commitments import RegionCommitment
+
+if TYPE_CHECKING:
+    from insilico.brain.model import BrainModel
+
+METHOD_VERSION = "units-v1"
+MAX_CHANNELS_PER_CHANNEL_PROBE = 512
+PROBE_IMAGES_PER_CHANNEL = 2
+PROBE_BATCH = 64
+CALIBRATION_IMAGES = 64
+FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
+
+
+@dataclass
+class RegionUnits:
+    """The measured units of one region.
+
+    ``table`` has one row per unit, in the flat order of the layer's feature map
+    (``unit = channel * rows * cols + row * cols + col``), with columns ``unit``, ``channel``,
+    ``row``, ``col``, ``rf_x_deg``, ``rf_y_deg``, ``rf_size_deg``, ``tissue_x_mm``,
+    ``tissue_y_mm``. Degrees are relative to fixation (x right, y up).
+    """
+
+    region: str
+    layer: str
+    shape: tuple[int, int, int]
+    table: pd.DataFrame
+    rate_scale: float
+    rf_method: str
+    sheet_extent_mm: tuple[float, float]
+
+    def neuroid_ids(self, units: np.ndarray) -> np.ndarray:
+        """Ids ``REGION.channel.row.col`` for flat unit indices."""
+        _c, h, w = self.shape
+        units = np.asarray(units, dtype=np.int64)
+        ch, rem = np.divmod(units, h * w)
+        r, col = np.divmod(rem, w)
+        return np.array([f"{self.region}.{a}.{b}.{d}" for a, b, d in zip(ch, r, col)], dtype=object)
+
+    def units_of(self, neuroid_ids: np.ndarray | list[str]) -> np.ndarray:
+        """Flat unit indices of ``REGION.channel.row.col`` ids (clear error on a bad id)."""
+        c, h, w = self.shape
+        out = np.empty(len(neuroid_ids), dtype=np.int64)
+        for k, nid in enumerate(neuroid_ids):
+            parts = str(nid).split(".")
+            try:
+                if parts[0] != self.region or len(parts) != 4:
+                    raise ValueError
+                ch, r, col = (int(p) for p in parts[1:])
+                if not (0 <= ch < c and 0 <= r < h and 0 <= col < w):
+                    raise ValueError
+            except ValueError:
+                raise ValueError(
+                    f"neuroid id {nid!r} is not a unit of {self.region}; expected "
+                    f"'{self.region}.channel.row.col' with channel < {c}, row < {h}, col < {w}"
+                ) from None
+            out[k] = ch * h * w + r * w + col
+        return out
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("INSILICO_CACHE", Path.home() / ".cache" / "insilico-lab"))
+
+
+def _cache_key(model: BrainModel, rc: RegionCommitment) -> str:
+    blob = json.dumps(
+        {"v": METHOD_VERSION, "model": model.identity(), "region": rc.__dict__}, sort_keys=True
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def _field_stats(maps: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Centroid (x, y) in input pixels (col, row) and sigma in pixels of each map."""
+    maps = maps.double()
+    _n, h, w = maps.shape
+    total = maps.sum(dim=(1, 2))
+    rows = torch.arange(h, dtype=torch.float64)[None, :, None]
+    cols = torch.arange(w, dtype=torch.float64)[None, None, :]
+    p = maps / total.clamp(min=1e-300)[:, None, None]
+    cy = (p * rows).sum(dim=(1, 2))
+    cx = (p * cols).sum(dim=(1, 2))
+    var = (p * ((rows - cy[:, None, None]) ** 2 + (cols - cx[:, None, None]) ** 2)).sum(dim=(1, 2))
+    dead = ~(total > 0)
+    cx[dead], cy[dead], var[dead] = float("nan"), float("nan"), float("nan")
+    return cx.numpy(), cy.numpy(), np.sqrt(var.numpy() / 2.0)
+
+
+def probe_receptive_fields(
+    model: BrainModel, layer: str, progress: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """Per-channel RF centre (input px, col/row) and sigma (px) at the central map position."""
+    c, h, w = model.layer_shape(layer)
+    r0, c0 = h // 2, w // 2
+    size = model.input_size
+    gen = torch.Generator().manual_seed(0)
+    pooled = c > MAX_CHANNELS_PER_CHANNEL_PROBE
+    targets = np.zeros(1, dtype=np.int64) if pooled else np.arange(c)
+    jobs = np.repeat(targets, PROBE_IMAGES_PER_CHANNEL)
+    maps = torch.zeros(len(targets), size, size, dtype=torch.float64)
+    chunks = range(0, len(jobs), PROBE_BATCH)
+    bar = tqdm(chunks, desc=f"probing {layer} receptive fields", disable=not progress, leave=False)
+    for start in bar:
+        job = jobs[start : start + PROBE_BATCH]
+        x = torch.rand(len(job), 3, size, size, generator=gen).to(model.device).requires_grad_(True)
+        out = model.activations(x, [layer], grad=True)[layer]
+        if pooled:
+            loss = out[:, :, r0, c0].sum()
+        else:
+            loss = out[torch.arange(len(job)), torch.as_tensor(job), r0, c0].sum()
+        (grad,) = torch.autograd.grad(loss, x)
+        g = grad.abs().sum(dim=1).double().cpu()
+        index = torch.as_tensor(job if not pooled else np.zeros(len(job), dtype=np.int64))
+        maps.index_add_(0, index, g)
+    cx, cy, sigma = _field_stats(maps)
+    if pooled:
+        cx, cy, sigma = (np.full(c, v[0]) for v in (cx, cy, sigma))
+    dead = np.isnan(cx)
+    if dead.all():
+        raise RuntimeError(
+            f"layer {layer!r}: every unit has zero gradient; cannot map receptive fields"
+        )
+    if dead.any():
+        cx[dead], cy[dead], sigma[dead] = np.nanmean(cx), np.nanmean(cy), np.nanmean(sigma)
+    return cx, cy, sigma, "pooled" if pooled else "per-channel"
+
+
+def calibration_images(model: BrainModel, n: int = CALIBRATION_IMAGES) -> torch.Tensor:
+    """``n`` natural crops filling the field of view, as pixel values (gamma 2.2)."""
+    from stimuli import natural
+
+    ppd = model.input_size / model.visual_degrees
+    stim = natural(n, size_deg=model.visual_degrees, seed=0, ppd=ppd)
+    rgb, _ = stim.images()
+    if rgb.shape[-1] != model.input_size:
+        rgb = torch.nn.functional.interpolate(
+            rgb, size=(model.input_size,) * 2, mode="bilinear", antialias=True
+        )
+    return rgb.clamp(0, 1) ** (1 / 2.2)
+
+
+def calibrate(model: BrainModel, layer: str) -> tuple[float, np.ndarray]:
+    """99th-percentile activation of ``layer`` and (channels, images) mean responses."""
+    images = calibration_images(model)
+    acts = []
+    for start in range(0, len(images), 32):
+        acts.append(model.activations(images[start : start + 32], [layer])[layer].float().cpu())
+    a = torch.cat(acts)
+    flat = a.flatten().numpy()
+    if len(flat) > 4_000_000:
+        flat = flat[:: len(flat) // 4_000_000 + 1]
+    scale = float(np.percentile(flat, 99))
+    if not scale > 0:
+        scale = float(np.abs(flat).max()) or 1.0
+    return scale, a.mean(dim=(2, 3)).T.numpy()
+
+
+def similarity_grid(profiles: np.ndarray) -> np.ndarray:
+    """Grid cell (gy, gx) per channel on a ceil(sqrt(C))^2 grid, neighbours respond alike.
+
+    Channels are sorted into grid rows by their first principal component of responses to
+    natural images, and within a row by the second: a deterministic, topographic order.
+    """
+    c = profiles.shape[0]
+    g = math.ceil(math.sqrt(c))
+    z = profiles - profiles.mean(axis=1, keepdims=True)
+    z = z / (z.std(axis=1, keepdims=True) + 1e-8)
+    u, s, _ = np.linalg.svd(z - z.mean(axis=0, keepdims=True), full_matrices=False)
+    pcs = u[:, :2] * s[:2] if u.shape[1] >= 2 else np.c_[u[:, :1], np.zeros(c)]
+    for k in range(pcs.shape[1]):  # fix the SVD sign so the layout is deterministic
+        if pcs[np.argmax(np.abs(pcs[:, k])), k] < 0:
+            pcs[:, k] = -pcs[:, k]
+    order = np.lexsort((np.arange(c), pcs[:, 0]))
+    cells = np.zeros((c, 2), dtype=np.int64)
+    for row in range(g):
+        members = order[row * g : (row + 1) * g]
+        members = members[np.lexsort((members, pcs[members, 1]))]
+        cells[members, 0] = row
+        cells[members, 1] = np.arange(len(members))
+    return cells
+
+
+def sheet_layout(
+    rc: RegionCommitment,
+    shape: tuple[int, int, int],
+    pos_x_deg: np.ndarray,
+    pos_y_deg: np.ndarray,
+    cells: np.ndarray,
+    stride_deg: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Tissue (x, y) in mm of every unit, flat order; the sheet's corner is at (0, 0).
+
+    Retinotopic regions: a feature-map position whose RF centre is at eccentricity E lies
+    at cortical distance ``d(E) = A ln(1 + E / E2)`` from the foveal representation, in the
+    direction of its visual-field position (Horton & Hoyt 1991's magnification; one sheet
+    for both hemifields). Its channels fill a hypercolumn one local position spacing
+    (``M(E) * stride``) wide, on the similarity grid. Non-retinotopic regions (IT): each
+    channel owns a square patch of a ``sheet_size_mm`` sheet, patches on the similarity
+    grid; inside a patch the feature-map positions keep their retinotopic order.
+    ``pos_*_deg`` are the (rows, cols) RF centres of feature-map positions.
+    """
+    c, h, w = shape
+    g = math.ceil(math.sqrt(c))
+    cell_frac_y = (cells[:, 0] + 0.5) / g - 0.5  # channel offset inside its cell, in cells
+    cell_frac_x = (cells[:, 1] + 0.5) / g - 0.5
+    if rc.retinotopic:
+        ecc = np.hypot(pos_x_deg, pos_y_deg)
+        dist = rc.magnification_mm * np.log1p(ecc / rc.magnification_e2_deg)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            px = np.where(ecc > 0, dist * pos_x_deg / ecc, 0.0)
+            py = np.where(ecc > 0, dist * pos_y_deg / ecc, 0.0)
+        spacing = np.array([rc.magnification(e) for e in ecc.ravel()]).reshape(h, w) * stride_deg
+        tx = px[None] + spacing[None] * cell_frac_x[:, None, None]
+        ty = py[None] - spacing[None] * cell_frac_y[:, None, None]
+    else:
+        cell = rc.sheet_size_mm / g
+        sub_x = (np.arange(w) + 0.5) / w
+        sub_y = (h - np.arange(h) - 0.5) / h
+        tx = (cells[:, 1, None, None] + sub_x[None, None, :]) * cell + np.zeros((1, h, 1))
+        ty = (g - 1 - cells[:, 0, None, None] + sub_y[None, :, None]) * cell + np.zeros((1, 1, w))
+    tx, ty = tx.ravel(), ty.ravel()
+    return tx - tx.min(), ty - ty.min()
+
+
+def _measure(model: BrainModel, region: str, progress: bool) -> dict[str, np.ndarray]:
+    rc = model.region(region)
+    cx, cy, sigma, method = probe_receptive_fields(model, rc.layer, progress)
+    scale, profiles = calibrate(model, rc.layer)
+    return {
+        "rf_cx_px": cx,
+        "rf_cy_px": cy,
+        "rf_sigma_px": sigma,
+        "rate_scale": np.array(scale),
+        "cells": similarity_grid(profiles),
+        "method": np.array(method),
+    }
+
+
+def measure_region(model: BrainModel, region: str, progress: bool = True) -> RegionUnits:
+    """Measure (or load from the cache) the units of ``region``."""
+    rc = model.region(region)
+    shape = model.layer_shape(rc.layer)
+    path = cache_dir() / f"{model.name}-{region}-{_cache_key(model, rc)}.npz"
+    data = None
+    if path.exists():
+        try:
+            with np.load(path) as f:
+                data = {k: f[k] for k in f.files}
+        except (OSError, ValueError):
+            data = None
+    if data is None:
+        data = _measure(model, region, progress)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp.npz")
+            np.savez(tmp, **data)
+            os.replace(tmp, path)
+        except OSError as err:
+            warnings.warn(
+                f"could not cache unit measurements in {path.parent}: {err}", stacklevel=2
+            )
+    return _build(model, region, rc, shape, data)
+
+
+def _build(
+    model: BrainModel, region: str, rc: RegionCommitment, shape: tuple[int, int, int], data: dict
+) -> RegionUnits:
+    c, h, w = shape
+    size = model.input_size
+    ppd = size / model.visual_degrees
+    stride_px = size / w
+    r0, c0 = h // 2, w // 2
+    # RF centres in input pixels: channel measurement at (r0, c0) translated by the stride
+    cx = data["rf_cx_px"][:, None, None] + (np.arange(w)[None, None, :] - c0) * stride_px
+    cy = data["rf_cy_px"][:, None, None] + (np.arange(h)[None, :, None] - r0) * stride_px
+    cx = np.broadcast_to(cx, (c, h, w))
+    cy = np.broadcast_to(cy, (c, h, w))
+    mid = (size - 1) / 2
+    rf_x = (cx - mid) / ppd
+    rf_y = (mid - cy) / ppd
+    rf_size = np.broadcast_to(data["rf_sigma_px"][:, None, None] * FWHM_PER_SIGMA / ppd, (c, h, w))
+    pos_x = rf_x.mean(axis=0)
+    pos_y = rf_y.mean(axis=0)
+    tx, ty = sheet_layout(rc, shape, pos_x, pos_y, data["cells"], stride_px / ppd)
+    channel, row, col = np.unravel_index(np.arange(c * h * w), (c, h, w))
+    table = pd.DataFrame(
+        {
+            "unit": np.arange(c * h * w),
+            "channel": channel,
+            "row": row,
+            "col": col,
+            "rf_x_deg": rf_x.ravel(),
+            "rf_y_deg": rf_y.ravel(),
+            "rf_size_deg": rf_size.ravel(),
+            "tissue_x_mm": tx,
+            "tissue_y_mm": ty,
+        }
+    )
+    return RegionUnits(
+        region=region,
+        layer=rc.layer,
+        shape=shape,
+        table=table,
+        rate_scale=float(data["rate_scale"]),
+        rf_method=str(data["method"]),
+        sheet_extent_mm=(float(tx.max()), float(ty.max())),
+    )

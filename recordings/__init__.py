@@ -1,0 +1,30 @@
+"""Recording data format and storage.
+
+A recording is an :class:`xarray.DataArray` named ``response`` with dims
+``(presentation, neuroid, time_bin)`` holding firing rates in spikes/s, compatible with
+Brain-Score's ``NeuroidAssembly`` coordinate names. It is stored in zarr (v3) through
+xarray; long recordings stream to disk batch by batch and resume after a crash.
+"""
+
+from recordings.format import (
+    NEUROID_COORDS,
+    PRESENTATION_COORDS,
+    TIME_BIN_COORDS,
+    check_recording,
+    json_attrs,
+)
+from recordings.store import StreamWriter, open_recording, save
+
+open = open_recording
+
+__all__ = [
+    "NEUROID_COORDS",
+    "PRESENTATION_COORDS",
+    "TIME_BIN_COORDS",
+    "StreamWriter",
+    "check_recording",
+    "json_attrs",
+    "open",
+    "open_recording",
+    "save",
+]

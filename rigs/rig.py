@@ -1,0 +1,407 @@
+"""The virtual rig: present stimuli in degrees to a brain model, implant arrays, record."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+import xarray as xr
+from tqdm.auto import tqdm
+
+import recordings
+from insilico.brain import BrainModel
+from recordings.format import as_string_array
+from rigs.arrays import UTAH_PITCH_MM, SiteArray, implant
+from stimuli import Display, StimulusSet
+from stimuli.stimulus_set import check_position_deg
+
+NOISE_MODELS = (None, "poisson")
+
+
+@dataclass(frozen=True)
+class _Target:
+    region: str
+    layer: str
+    units: np.ndarray
+    sites: np.ndarray  # site number per unit, -1 when not recorded through an array
+
+
+def _package_version() -> str:
+    import insilico
+
+    return insilico.__version__
+
+
+class Rig:
+    """A brain model in front of a display, fixating ``fixation_deg`` (from screen centre).
+
+    Stimulus positions are in degrees relative to fixation, x right, y up. The model sees a
+    square window ``visual_degrees`` wide centred on fixation.
+    """
+
+    def __init__(
+        self,
+        model: BrainModel,
+        display: Display | None = None,
+        fixation_deg: tuple[float, float] = (0.0, 0.0),
+    ) -> None:
+        if not isinstance(model, BrainModel):
+            raise TypeError(
+                f"model must be a BrainModel (lab.load_model(...)), got {type(model).__name__}"
+            )
+        self.model = model
+        self.display = display if display is not None else Display()
+        if not isinstance(self.display, Display):
+            raise TypeError(f"display must be a Display, got {type(self.display).__name__}")
+        self.fixation_deg = check_position_deg(fixation_deg, "fixation_deg")
+        self.perturbations: list[Any] = []
+        n = model.input_size
+        ppd = n / model.visual_degrees
+        coords = (torch.arange(n, dtype=torch.float64) - (n - 1) / 2) / ppd
+        sx = coords[None, :] + self.fixation_deg[0]
+        sy = -coords[:, None] + self.fixation_deg[1]
+        hx, hy = self.display.extent_deg
+        #: model-input pixels that fall on the screen (outside it the room is dark)
+        self._on_screen = ((sx.abs() <= hx) & (sy.abs() <= hy)).float()[None, None]
+
+    def __repr__(self) -> str:
+        d = self.display
+        return (
+            f"Rig({self.model.name!r}, display {d.resolution[0]}x{d.resolution[1]} px at "
+            f"{d.distance_cm:g} cm, fixation {self.fixation_deg} deg)"
+        )
+
+    # geometry ---------------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        """JSON-safe rig geometry for provenance."""
+        return {
+            "display": self.display.to_dict(),
+            "fixation_deg": list(self.fixation_deg),
+            "visual_degrees": self.model.visual_degrees,
+            "input_size": self.model.input_size,
+        }
+
+    def screen_px_to_deg(self, u: float, v: float) -> tuple[float, float]:
+        """Monitor pixel (column u, row v) -> degrees relative to fixation (atan geometry)."""
+        x, y = self.display.px_to_deg(u, v)
+        return float(x) - self.fixation_deg[0], float(y) - self.fixation_deg[1]
+
+    def check_visible(self, stimuli: StimulusSet) -> None:
+        """Raise if a stimulus lies entirely outside the model's field of view."""
+        half = self.model.visual_degrees / 2
+        h, w = stimuli.shape_px
+        width = stimuli.size_deg
+        height = width * h / w
+        pos = stimuli.position_deg
+        off = (np.abs(pos[:, 0]) - width / 2 >= half) | (np.abs(pos[:, 1]) - height / 2 >= half)
+        if off.any():
+            k = int(np.argmax(off))
+            raise ValueError(
+                f"stimulus {stimuli.ids[k]!r} at ({pos[k, 0]:g}, {pos[k, 1]:g}) deg, "
+                f"{width[k]:g} deg wide, lies entirely outside the model's field of view "
+                f"(±{half:g} deg around fixation)"
+            )
+
+    # presentation -----------------------------------------------------------------------
+    def present(
+        self, stimuli: StimulusSet, index: Sequence[int] | slice | None = None
+    ) -> torch.Tensor:
+        """Render stimuli as the model sees them: ``(n, 3, N, N)`` pixel values in [0, 1].
+
+        Each stimulus is composited at its position and size onto the display background
+        over the model's field of view (cropped where larger, padded where smaller), with
+        antialiased resampling in linear luminance, then gamma-encoded for the display.
+        """
+        if not isinstance(stimuli, StimulusSet):
+            raise TypeError(f"stimuli must be a StimulusSet, got {type(stimuli).__name__}")
+        rows = stimuli.meta if index is None else stimuli.meta.iloc[index]
+        rgb, alpha = stimuli.images(index)
+        n_px = self.model.input_size
+        vd = self.model.visual_degrees
+        bg = float(self.display.background)
+        premult = rgb - bg if alpha is None else alpha * (rgb - bg)
+        out = torch.empty(len(rows), 3, n_px, n_px)
+        sizes = rows["size_deg"].to_numpy(dtype=float)
+        pos = rows[["position_x_deg", "position_y_deg"]].to_numpy(dtype=float)
+        h, w = stimuli.shape_px
+        for size in np.unique(sizes):
+            sel = np.flatnonzero(sizes == size)
+            src = premult[sel] if len(sel) < len(rows) else premult
+            factor = (n_px / vd) / (w / size)  # model ppd / stimulus ppd
+            if factor < 1.0:  # antialias: low-pass to the model's sampling density first
+                target = (max(2, math.ceil(h * factor)), max(2, math.ceil(w * factor)))
+                src = F.interpolate(
+                    src, size=target, mode="bilinear", antialias=True, align_corners=False
+                )
+            width, height = size, size * h / w
+            theta = torch.zeros(len(sel), 2, 3)
+            theta[:, 0, 0] = vd / width
+            theta[:, 1, 1] = vd / height
+            theta[:, 0, 2] = torch.as_tensor(-2 * pos[sel, 0] / width)
+            theta[:, 1, 2] = torch.as_tensor(2 * pos[sel, 1] / height)
+            grid = F.affine_grid(theta, [len(sel), 3, n_px, n_px], align_corners=False)
+            sampled = F.grid_sample(
+                src, grid, mode="bilinear", padding_mode="zeros", align_corners=False
+            )
+            out[torch.as_tensor(sel)] = sampled
+        luminance = (out + bg).clamp_(0.0, 1.0) * self._on_screen
+        return luminance ** (1.0 / self.display.gamma)
+
+    # arrays -----------------------------------------------------------------------------
+    def implant(
+        self,
+        region: str,
+        n_sites: int,
+        at_deg: tuple[float, float] | None = None,
+        at_mm: tuple[float, float] | None = None,
+        pitch_mm: float = UTAH_PITCH_MM,
+        seed: int = 0,
+    ) -> SiteArray:
+        """Implant an ``n_sites`` array in ``region`` near visual position ``at_deg`` (or sheet
+        position ``at_mm``); see :func:`rigs.arrays.implant`."""
+        return implant(
+            self.model, region, n_sites, at_deg=at_deg, at_mm=at_mm, pitch_mm=pitch_mm, seed=seed
+        )
+
+    def units(self, region: str) -> pd.DataFrame:
+        """The unit table of ``region`` (RFs in deg, tissue positions in mm)."""
+        return self.model.units(region)
+
+    # recording --------------------------------------------------------------------------
+    def _targets(self, targets: Any) -> list[_Target]:
+        model = self.model
+        if isinstance(targets, SiteArray):
+            if targets.model_name != model.name:
+                raise ValueError(
+                    f"array was implanted in model {targets.model_name!r}, "
+                    f"this rig holds {model.name!r}"
+                )
+            return [_Target(targets.region, targets.layer, targets.units, targets.site_numbers)]
+        if isinstance(targets, str):
+            ru = model.region_units(targets)
+            n = len(ru.table)
+            return [_Target(targets, ru.layer, np.arange(n), np.full(n, -1))]
+        if isinstance(targets, list | tuple | np.ndarray) and len(targets) > 0:
+            if all(isinstance(t, SiteArray | str) for t in targets) and not all(
+                isinstance(t, str) and t.count(".") == 3 for t in targets
+            ):
+                return [t for item in targets for t in self._targets(item)]
+            ids = [str(t) for t in targets]
+            by_region: dict[str, list[str]] = {}
+            for nid in ids:
+                by_region.setdefault(nid.split(".")[0], []).append(nid)
+            out = []
+            for region, group in by_region.items():
+                ru = model.region_units(region)
+                units = ru.units_of(group)
+                out.append(_Target(region, ru.layer, units, np.full(len(units), -1)))
+            return out
+        raise ValueError(
+            f"targets must be a region name ({', '.join(model.regions)}), a SiteArray or a "
+            f"list of neuroid ids, got {targets!r}"
+        )
+
+    def _neuroid_coords(self, targets: list[_Target]) -> dict[str, tuple[str, np.ndarray]]:
+        parts = []
+        for t in targets:
+            ru = self.model.region_units(t.region)
+            rows = ru.table.iloc[t.units]
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "neuroid_id": ru.neuroid_ids(t.units),
+                        "region": t.region,
+                        "layer": t.layer,
+                        "channel": rows["channel"].to_numpy(),
+                        "row": rows["row"].to_numpy(),
+                        "col": rows["col"].to_numpy(),
+                        "rf_x_deg": rows["rf_x_deg"].to_numpy(),
+                        "rf_y_deg": rows["rf_y_deg"].to_numpy(),
+                        "rf_size_deg": rows["rf_size_deg"].to_numpy(),
+                        "tissue_x_mm": rows["tissue_x_mm"].to_numpy(),
+                        "tissue_y_mm": rows["tissue_y_mm"].to_numpy(),
+                        "site": t.sites,
+                    }
+                )
+            )
+        table = pd.concat(parts, ignore_index=True)
+        if table["neuroid_id"].duplicated().any():
+            dup = table["neuroid_id"][table["neuroid_id"].duplicated()].iloc[0]
+            raise ValueError(f"neuroid {dup!r} is targeted twice")
+        coords = {}
+        for name in table.columns:
+            values = table[name].to_numpy()
+            if values.dtype == object:
+                values = as_string_array(values)
+            coords[name] = ("neuroid", values)
+        return coords
+
+    def rates(self, images: torch.Tensor, targets: Any) -> torch.Tensor:
+        """Firing rates (spikes/s) of ``targets`` for model-input ``images``: ``(n, neuroids)``."""
+        return self._rates(images, self._targets(targets))
+
+    def _rates(self, images: torch.Tensor, resolved: list[_Target]) -> torch.Tensor:
+        acts = self.model.activations(images, [t.layer for t in resolved])
+        return torch.cat(
+            [
+                self.model.rates(t.region, self.model.gather(acts[t.layer], t.units))
+                for t in resolved
+            ],
+            dim=1,
+        )
+
+    def record(
+        self,
+        stimuli: StimulusSet,
+        targets: Any,
+        repeats: int = 1,
+        noise: str | None = None,
+        time_bins: Sequence[tuple[float, float]] = ((70.0, 170.0),),
+        batch_size: int = 64,
+        seed: int = 0,
+        out: str | os.PathLike | None = None,
+        overwrite: bool = False,
+        progress: bool = True,
+    ) -> xr.DataArray:
+        """Record firing rates (spikes/s) of ``targets`` to ``stimuli``.
+
+        ``targets``: a region name (all its units), a :class:`SiteArray`, or neuroid ids.
+        Each stimulus is shown ``repeats`` times; ``noise="poisson"`` draws spike counts
+        ``~ Poisson(rate * bin duration)`` per presentation and bin (seeded per stimulus by
+        ``seed``), ``None`` returns the expected rates. The network is feedforward: every time
+        bin (ms after onset) has the same expected rate. With ``out``, batches stream to a
+        zarr store as they finish; rerunning the same call resumes an interrupted store.
+        Returns an ``xarray.DataArray`` with dims (presentation, neuroid, time_bin).
+        """
+        if not isinstance(stimuli, StimulusSet):
+            raise TypeError(f"stimuli must be a StimulusSet, got {type(stimuli).__name__}")
+        if not isinstance(repeats, int | np.integer) or repeats < 1:
+            raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
+        if not isinstance(batch_size, int | np.integer) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if noise not in NOISE_MODELS:
+            raise ValueError(f"noise must be one of {NOISE_MODELS}, got {noise!r}")
+        if not isinstance(seed, int | np.integer):
+            raise ValueError(f"seed must be an integer, got {seed!r}")
+        bins = np.asarray(time_bins, dtype=float)
+        if bins.ndim != 2 or bins.shape[1] != 2 or not (bins[:, 1] > bins[:, 0]).all():
+            raise ValueError(
+                f"time_bins must be (start_ms, end_ms) pairs with end > start, got {time_bins!r}"
+            )
+        self.check_visible(stimuli)
+        resolved = self._targets(targets)
+        neuroid_coords = self._neuroid_coords(resolved)
+        meta = stimuli.parameters
+        job = {
+            "model": self.model.identity(),
+            "rig": self.describe(),
+            "perturbations": [repr(p) for p in self.perturbations],
+            "stimuli": stimuli.fingerprint(),
+            "neuroids": hashlib.sha256(
+                "|".join(neuroid_coords["neuroid_id"][1].tolist()).encode()
+            ).hexdigest()[:16],
+            "repeats": int(repeats),
+            "noise": noise,
+            "seed": int(seed),
+            "time_bins": bins.tolist(),
+        }
+        writer = None if out is None else recordings.StreamWriter(out, job, overwrite=overwrite)
+        start = 0 if writer is None else writer.done // repeats
+        if writer is not None and writer.complete:
+            return recordings.open(writer.path)
+        parts = []
+        n = len(stimuli)
+        bar = tqdm(
+            total=n,
+            initial=start,
+            desc=f"recording {self.model.name}",
+            unit="img",
+            disable=not progress,
+        )
+        for lo in range(start, n, batch_size):
+            idx = np.arange(lo, min(lo + batch_size, n))
+            images = self.present(stimuli, idx)
+            rates = self._rates(images, resolved)
+            part = self._batch_array(
+                rates.float().cpu().numpy(), idx, meta, neuroid_coords, bins, repeats, noise, seed
+            )
+            if writer is None:
+                parts.append(part)
+            else:
+                writer.append(part)
+            bar.update(len(idx))
+        bar.close()
+        attrs = {
+            "units": "spikes/s",
+            "insilico_version": _package_version(),
+            "model": self.model.name,
+            "weights_id": self.model.weights_id,
+            "brain_like": self.model.brain_like,
+            "commitment": self.model.commitment.to_dict(),
+            "rig": self.describe(),
+            "perturbations": [
+                getattr(p, "describe", lambda p=p: repr(p))() for p in self.perturbations
+            ],
+            "stimulus_set": {"kind": stimuli.kind, "fingerprint": stimuli.fingerprint(), "n": n},
+            "repeats": int(repeats),
+            "noise": "none" if noise is None else noise,
+            "seed": int(seed),
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        }
+        if writer is not None:
+            return writer.finish(attrs)
+        rec = xr.concat(parts, dim="presentation") if len(parts) > 1 else parts[0]
+        rec.attrs = recordings.json_attrs(attrs)
+        return rec
+
+    @staticmethod
+    def _batch_array(
+        rates: np.ndarray,
+        idx: np.ndarray,
+        meta: pd.DataFrame,
+        neuroid_coords: dict,
+        bins: np.ndarray,
+        repeats: int,
+        noise: str | None,
+        seed: int,
+    ) -> xr.DataArray:
+        n, k = rates.shape
+        t = len(bins)
+        expected = np.broadcast_to(rates[:, None, :, None], (n, repeats, k, t))
+        if noise == "poisson":
+            duration_s = (bins[:, 1] - bins[:, 0]) / 1000.0
+            values = np.empty((n, repeats, k, t), dtype=np.float32)
+            for j, stim in enumerate(idx):  # one generator per stimulus: batch-size independent
+                rng = np.random.default_rng([int(seed), int(stim)])
+                counts = rng.poisson(expected[j] * duration_s)
+                values[j] = counts / duration_s
+        else:
+            values = np.ascontiguousarray(expected, dtype=np.float32)
+        values = values.reshape(n * repeats, k, t)
+        rows = meta.iloc[idx]
+        pres = {}
+        for name in rows.columns:
+            col = np.repeat(rows[name].to_numpy(), repeats)
+            if col.dtype == object:
+                col = as_string_array(col)
+            pres[name] = ("presentation", col)
+        pres["repetition"] = ("presentation", np.tile(np.arange(repeats), n))
+        pres["stimulus_index"] = ("presentation", np.repeat(idx, repeats))
+        coords = {
+            **pres,
+            **neuroid_coords,
+            "time_bin_start": ("time_bin", bins[:, 0]),
+            "time_bin_end": ("time_bin", bins[:, 1]),
+        }
+        return xr.DataArray(
+            values, dims=("presentation", "neuroid", "time_bin"), coords=coords, name="response"
+        )

@@ -1,0 +1,27 @@
+"""Stimuli in degrees of visual angle: StimulusSet, Display geometry and generators."""
+
+from stimuli.display import Display
+from stimuli.generators import (
+    blank,
+    from_arrays,
+    from_folder,
+    gabors,
+    gratings,
+    natural,
+    pink_noise,
+    white_noise,
+)
+from stimuli.stimulus_set import StimulusSet
+
+__all__ = [
+    "Display",
+    "StimulusSet",
+    "blank",
+    "from_arrays",
+    "from_folder",
+    "gabors",
+    "gratings",
+    "natural",
+    "pink_noise",
+    "white_noise",
+]

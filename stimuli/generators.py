@@ -1,0 +1,623 @@
+"""Stimulus generators, all specified in degrees of visual angle.
+
+Every generator returns a lazy :class:`~stimuli.stimulus_set.StimulusSet` whose table holds
+every generating parameter. List-valued parameters are crossed (full factorial, the last
+parameter varying fastest). Luminance is linear in [0, 1]; ``mean`` is the mean luminance.
+Orientation convention: ``orientation_deg`` is the direction of luminance modulation,
+counter-clockwise from the +x axis, so 0° gives vertical bars and 90° horizontal bars.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import os
+from collections.abc import Iterable, Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from stimuli.stimulus_set import StimulusSet, check_position_deg, check_size_deg
+
+DEFAULT_PPD = 32.0
+#: gamma used to linearise 8-bit images (sRGB is close to a 2.2 power law)
+IMAGE_GAMMA = 2.2
+NATURAL_IMAGES = (
+    "astronaut",
+    "brick",
+    "camera",
+    "chelsea",
+    "clock",
+    "coffee",
+    "coins",
+    "grass",
+    "gravel",
+    "moon",
+    "rocket",
+)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+# helpers ------------------------------------------------------------------------------
+def _as_list(value: Any) -> list:
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        return [value]
+    values = list(value)
+    if not values:
+        raise ValueError("a parameter list is empty; give at least one value")
+    return values
+
+
+def _factorial(**params: Any) -> pd.DataFrame:
+    keys = list(params)
+    combos = list(itertools.product(*(_as_list(params[k]) for k in keys)))
+    return pd.DataFrame(combos, columns=keys)
+
+
+def _stimulus_ids(kind: str, table: pd.DataFrame) -> list[str]:
+    """Content-addressed ids: the same parameters give the same id in every set."""
+    ids = []
+    for row in table.to_dict(orient="records"):
+        blob = json.dumps({k: row[k] for k in sorted(row)}, default=str, sort_keys=True)
+        ids.append(f"{kind}_{hashlib.sha1(blob.encode()).hexdigest()[:12]}")
+    return ids
+
+
+def _shape_for(size_deg: float, ppd: float, aspect: float = 1.0) -> tuple[int, int]:
+    width = max(8, round(size_deg * ppd))
+    return max(8, round(width * aspect)), width
+
+
+def _check_ppd(ppd: float) -> float:
+    return check_size_deg(ppd, "ppd (pixels per degree)")
+
+
+def _check_unit_interval(name: str, values: Any) -> None:
+    for v in _as_list(values):
+        if not (isinstance(v, int | float | np.number) and 0.0 <= float(v) <= 1.0):
+            raise ValueError(f"{name} must be in [0, 1], got {v!r}")
+
+
+def _deg_grid(rows: pd.DataFrame, shape_px: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-stimulus x, y coordinates in degrees of each pixel centre: (n, H, W) each."""
+    h, w = shape_px
+    dpp = torch.as_tensor(rows["size_deg"].to_numpy(dtype=np.float32) / w)[:, None, None]
+    cols = torch.arange(w, dtype=torch.float32) - (w - 1) / 2
+    rws = (h - 1) / 2 - torch.arange(h, dtype=torch.float32)
+    return cols[None, None, :] * dpp, rws[None, :, None] * dpp
+
+
+def _col(rows: pd.DataFrame, name: str) -> torch.Tensor:
+    return torch.tensor(rows[name].to_numpy(dtype=np.float32))[:, None, None]
+
+
+def _is(rows: pd.DataFrame, name: str, value: str) -> torch.Tensor:
+    return torch.tensor((rows[name] == value).to_numpy(dtype=bool))[:, None, None]
+
+
+def _aperture(rows: pd.DataFrame, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
+    """Circular aperture (diameter = size_deg) with a raised-cosine edge ``edge_deg`` wide."""
+    if "aperture" not in rows or (rows["aperture"] == "none").all():
+        return None
+    r = torch.sqrt(x**2 + y**2)
+    radius = _col(rows, "size_deg") / 2
+    edge = _col(rows, "edge_deg").clamp(min=1e-6)
+    ramp = ((radius - r) / edge).clamp(0.0, 1.0)
+    alpha = 0.5 - 0.5 * torch.cos(math.pi * ramp)
+    circle = _is(rows, "aperture", "circle")
+    return torch.where(circle, alpha, torch.ones_like(alpha))[:, None]
+
+
+def _rgb(luminance: torch.Tensor) -> torch.Tensor:
+    return luminance[:, None].expand(-1, 3, -1, -1).contiguous()
+
+
+# gratings and gabors ------------------------------------------------------------------
+def _grating_renderer(shape_px: tuple[int, int]):
+    def render(rows: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor | None]:
+        x, y = _deg_grid(rows, shape_px)
+        theta = torch.deg2rad(_col(rows, "orientation_deg"))
+        phase = torch.deg2rad(_col(rows, "phase_deg"))
+        arg = 2 * math.pi * _col(rows, "sf_cpd") * (x * torch.cos(theta) + y * torch.sin(theta))
+        wave = torch.sin(arg + phase)
+        square = _is(rows, "waveform", "square")
+        wave = torch.where(square, torch.sign(wave), wave)
+        if "sigma_deg" in rows:
+            wave = wave * torch.exp(-(x**2 + y**2) / (2 * _col(rows, "sigma_deg") ** 2))
+        lum = _col(rows, "mean") * (1 + _col(rows, "contrast") * wave)
+        return _rgb(lum), _aperture(rows, x, y)
+
+    return render
+
+
+def _checked_grating_table(
+    kind: str, table: pd.DataFrame, ppd: float
+) -> tuple[pd.DataFrame, tuple]:
+    for size in table["size_deg"].unique():
+        check_size_deg(size)
+    for sf in table["sf_cpd"].unique():
+        check_size_deg(sf, "sf_cpd (cycles per degree)")
+    for name in ("contrast", "mean"):
+        _check_unit_interval(name, table[name].unique())
+    if ((table["mean"] * (1 + table["contrast"])) > 1.0 + 1e-9).any():
+        raise ValueError(
+            "mean * (1 + contrast) exceeds 1: the grating would leave the display gamut"
+        )
+    for w in table["waveform"].unique():
+        if w not in ("sine", "square"):
+            raise ValueError(f"waveform must be 'sine' or 'square', got {w!r}")
+    for a in table.get("aperture", pd.Series(["none"])).unique():
+        if a not in ("circle", "none"):
+            raise ValueError(f"aperture must be 'circle' or 'none', got {a!r}")
+    shape = _shape_for(float(table["size_deg"].max()), ppd)
+    nyquist = shape[1] / float(table["size_deg"].max()) / 2
+    if float(table["sf_cpd"].max()) > nyquist:
+        raise ValueError(
+            f"sf_cpd={table['sf_cpd'].max()} exceeds the Nyquist limit {nyquist:.1f} cycles/deg "
+            f"at ppd={ppd}; raise ppd"
+        )
+    table.insert(0, "stimulus_id", _stimulus_ids(kind, table))
+    return table, shape
+
+
+def _positions(table: pd.DataFrame, position_deg: Any) -> pd.DataFrame:
+    pos = np.asarray(position_deg, dtype=object)
+    positions = [position_deg] if pos.ndim == 1 else list(position_deg)
+    checked = [check_position_deg(p) for p in positions]
+    out = []
+    for x, y in checked:
+        t = table.copy()
+        t["position_x_deg"], t["position_y_deg"] = x, y
+        out.append(t)
+    return pd.concat(out, ignore_index=True)
+
+
+def gratings(
+    size_deg: float | Sequence[float],
+    position_deg: tuple[float, float] | Sequence[tuple[float, float]] = (0.0, 0.0),
+    orientation_deg: float | Iterable[float] = 0.0,
+    sf_cpd: float | Iterable[float] = 2.0,
+    phase_deg: float | Iterable[float] = 0.0,
+    contrast: float | Iterable[float] = 1.0,
+    mean: float = 0.5,
+    waveform: str = "sine",
+    aperture: str = "circle",
+    edge_deg: float = 0.1,
+    ppd: float = DEFAULT_PPD,
+) -> StimulusSet:
+    """Sine or square-wave gratings in a circular aperture (diameter ``size_deg``).
+
+    sf in cycles/deg, orientation and phase in deg, Michelson ``contrast``, ``mean`` linear
+    luminance; the aperture edge is a raised cosine ``edge_deg`` wide. Every combination of
+    list-valued parameters is one stimulus (and every position in a list of positions).
+    """
+    ppd = _check_ppd(ppd)
+    table = _factorial(
+        size_deg=size_deg,
+        orientation_deg=orientation_deg,
+        sf_cpd=sf_cpd,
+        phase_deg=phase_deg,
+        contrast=contrast,
+        mean=mean,
+        waveform=waveform,
+        aperture=aperture,
+        edge_deg=edge_deg,
+    )
+    table = _positions(table, position_deg)
+    table, shape = _checked_grating_table("grating", table, ppd)
+    return StimulusSet(table, shape, _grating_renderer(shape), "gratings", "gratings-v1")
+
+
+def gabors(
+    sigma_deg: float | Sequence[float],
+    position_deg: tuple[float, float] | Sequence[tuple[float, float]] = (0.0, 0.0),
+    orientation_deg: float | Iterable[float] = 0.0,
+    sf_cpd: float | Iterable[float] = 2.0,
+    phase_deg: float | Iterable[float] = 0.0,
+    contrast: float | Iterable[float] = 1.0,
+    mean: float = 0.5,
+    size_deg: float | None = None,
+    ppd: float = DEFAULT_PPD,
+) -> StimulusSet:
+    """Gabor patches: a sine grating under a Gaussian envelope of s.d. ``sigma_deg``.
+
+    The image is ``size_deg`` wide (default 6 sigma, where the envelope is < 1.2 %).
+    """
+    ppd = _check_ppd(ppd)
+    sigmas = [check_size_deg(s, "sigma_deg") for s in _as_list(sigma_deg)]
+    size = 6 * max(sigmas) if size_deg is None else check_size_deg(size_deg)
+    table = _factorial(
+        size_deg=size,
+        sigma_deg=sigmas,
+        orientation_deg=orientation_deg,
+        sf_cpd=sf_cpd,
+        phase_deg=phase_deg,
+        contrast=contrast,
+        mean=mean,
+        waveform="sine",
+        aperture="none",
+        edge_deg=0.0,
+    )
+    table = _positions(table, position_deg)
+    table, shape = _checked_grating_table("gabor", table, ppd)
+    return StimulusSet(table, shape, _grating_renderer(shape), "gabors", "gabors-v1")
+
+
+def blank(
+    size_deg: float,
+    luminance: float | Iterable[float] = 0.5,
+    position_deg: tuple[float, float] = (0.0, 0.0),
+    ppd: float = 8.0,
+) -> StimulusSet:
+    """Uniform fields of the given linear ``luminance`` (one stimulus per value)."""
+    size_deg = check_size_deg(size_deg)
+    _check_unit_interval("luminance", luminance)
+    table = _positions(_factorial(size_deg=size_deg, luminance=luminance), position_deg)
+    table.insert(0, "stimulus_id", _stimulus_ids("blank", table))
+    shape = _shape_for(size_deg, _check_ppd(ppd))
+
+    def render(rows: pd.DataFrame):
+        lum = _col(rows, "luminance").expand(-1, *shape)
+        return _rgb(lum), None
+
+    return StimulusSet(table, shape, render, "blank", "blank-v1")
+
+
+# noise --------------------------------------------------------------------------------
+def _noise_table(
+    kind: str, n: int, size_deg: float, position_deg, seed: int, **params
+) -> pd.DataFrame:
+    if not isinstance(n, int | np.integer) or n <= 0:
+        raise ValueError(f"n must be a positive integer number of stimuli, got {n!r}")
+    if not isinstance(seed, int | np.integer):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    x, y = check_position_deg(position_deg)
+    table = pd.DataFrame(
+        {
+            "size_deg": check_size_deg(size_deg),
+            "position_x_deg": x,
+            "position_y_deg": y,
+            "seed": int(seed),
+            "index": np.arange(n),
+            **params,
+        }
+    )
+    table.insert(0, "stimulus_id", _stimulus_ids(kind, table))
+    return table
+
+
+def _white(rows: pd.DataFrame, shape: tuple[int, int], channels: int) -> torch.Tensor:
+    """Standard normal noise, one generator per stimulus so a subset renders identically."""
+    out = np.empty((len(rows), channels, *shape), dtype=np.float32)
+    for k, (seed, index) in enumerate(zip(rows["seed"], rows["index"])):
+        rng = np.random.default_rng([int(seed), int(index)])
+        out[k] = rng.standard_normal((channels, *shape), dtype=np.float32)
+    return torch.from_numpy(out)
+
+
+def white_noise(
+    n: int,
+    size_deg: float,
+    seed: int = 0,
+    grain_deg: float | None = None,
+    contrast: float = 0.25,
+    mean: float = 0.5,
+    color: bool = False,
+    position_deg: tuple[float, float] = (0.0, 0.0),
+    ppd: float = DEFAULT_PPD,
+) -> StimulusSet:
+    """Gaussian white noise: ``contrast`` is the RMS contrast (s.d. / mean), clipped to gamut.
+
+    ``grain_deg`` sets the size of a noise check in degrees (default one pixel).
+    """
+    _check_unit_interval("mean", mean)
+    if not 0 <= contrast <= 1:
+        raise ValueError(f"contrast (RMS) must be in [0, 1], got {contrast!r}")
+    size_deg = check_size_deg(size_deg)
+    ppd = _check_ppd(ppd)
+    grain = 1.0 / ppd if grain_deg is None else check_size_deg(grain_deg, "grain_deg")
+    shape = _shape_for(size_deg, ppd)
+    table = _noise_table(
+        "white",
+        n,
+        size_deg,
+        position_deg,
+        seed,
+        grain_deg=grain,
+        contrast=contrast,
+        mean=mean,
+        color=bool(color),
+    )
+
+    def render(rows: pd.DataFrame):
+        checks = max(1, round(size_deg / grain))
+        z = _white(rows, (checks, checks), 3 if color else 1)
+        if checks != shape[1]:
+            z = F.interpolate(z, size=shape, mode="nearest")
+        lum = _col(rows, "mean")[:, None] * (1 + _col(rows, "contrast")[:, None] * z)
+        return lum.expand(-1, 3, -1, -1).contiguous(), None
+
+    return StimulusSet(table, shape, render, "white_noise", "white-v1")
+
+
+def pink_noise(
+    n: int,
+    size_deg: float,
+    seed: int = 0,
+    exponent: float = 1.0,
+    contrast: float = 0.25,
+    mean: float = 0.5,
+    position_deg: tuple[float, float] = (0.0, 0.0),
+    ppd: float = DEFAULT_PPD,
+) -> StimulusSet:
+    """1/f^exponent noise (amplitude spectrum), scaled to RMS ``contrast``, clipped to gamut."""
+    _check_unit_interval("mean", mean)
+    if not 0 <= contrast <= 1:
+        raise ValueError(f"contrast (RMS) must be in [0, 1], got {contrast!r}")
+    size_deg = check_size_deg(size_deg)
+    shape = _shape_for(size_deg, _check_ppd(ppd))
+    table = _noise_table(
+        "pink",
+        n,
+        size_deg,
+        position_deg,
+        seed,
+        exponent=float(exponent),
+        contrast=contrast,
+        mean=mean,
+    )
+
+    def render(rows: pd.DataFrame):
+        z = _white(rows, shape, 1)
+        fy = torch.fft.fftfreq(shape[0])[:, None]
+        fx = torch.fft.rfftfreq(shape[1])[None, :]
+        f = torch.sqrt(fx**2 + fy**2)
+        f[0, 0] = 1.0
+        spec = torch.fft.rfft2(z) / f ** _col(rows, "exponent")[:, None]
+        spec[..., 0, 0] = 0
+        img = torch.fft.irfft2(spec, s=shape)
+        img = img / img.std(dim=(-2, -1), keepdim=True).clamp(min=1e-8)
+        lum = _col(rows, "mean")[:, None] * (1 + _col(rows, "contrast")[:, None] * img)
+        return lum.expand(-1, 3, -1, -1).contiguous(), None
+
+    return StimulusSet(table, shape, render, "pink_noise", "pink-v1")
+
+
+# images -------------------------------------------------------------------------------
+def _validate_images(images: Any, source: str) -> np.ndarray:
+    """(n, H, W) or (n, H, W, 3) uint8 or float in [0, 1] -> float32 (n, H, W, 3) values."""
+    if isinstance(images, torch.Tensor):
+        images = images.detach().cpu().numpy()
+    arr = np.asarray(images)
+    if arr.ndim == 4 and arr.shape[-1] == 4:
+        arr = arr[..., :3]
+    if arr.ndim == 3:
+        arr = np.repeat(arr[..., None], 3, axis=-1)
+    if arr.ndim != 4 or arr.shape[-1] != 3:
+        raise ValueError(
+            f"{source}: images have shape {arr.shape}; expected (n, H, W) grey or (n, H, W, 3) RGB"
+        )
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / 255.0
+    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.floating):
+        raise ValueError(
+            f"{source}: images have dtype {arr.dtype}; expected uint8 (0-255) or float in [0, 1]"
+        )
+    if np.isnan(arr).any():
+        raise ValueError(f"{source}: images contain NaN pixels")
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo < 0 or hi > 1:
+        raise ValueError(f"{source}: float pixel values span [{lo:.3g}, {hi:.3g}]; expected [0, 1]")
+    return arr.astype(np.float32)
+
+
+def _linearise(values: torch.Tensor, encoding: str) -> torch.Tensor:
+    if encoding == "linear":
+        return values
+    return values.clamp(0, 1) ** IMAGE_GAMMA
+
+
+def _check_encoding(encoding: str) -> str:
+    if encoding not in ("srgb", "linear"):
+        raise ValueError(f"encoding must be 'srgb' (pixel values) or 'linear', got {encoding!r}")
+    return encoding
+
+
+def from_arrays(
+    images: Any,
+    size_deg: float,
+    position_deg: tuple[float, float] = (0.0, 0.0),
+    ids: Sequence[str] | None = None,
+    encoding: str = "srgb",
+    metadata: pd.DataFrame | None = None,
+) -> StimulusSet:
+    """Images from an array ``(n, H, W[, 3])`` shown ``size_deg`` wide at ``position_deg``.
+
+    ``encoding="srgb"`` (default) treats values as display pixel values and linearises them;
+    ``"linear"`` takes them as linear luminance. Extra per-image columns go in ``metadata``.
+    """
+    arr = _validate_images(images, "from_arrays")
+    _check_encoding(encoding)
+    size_deg = check_size_deg(size_deg)
+    x, y = check_position_deg(position_deg)
+    n, h, w, _ = arr.shape
+    digest = hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()[:16]
+    if ids is None:
+        ids = [
+            f"image_{hashlib.sha1(np.ascontiguousarray(a).tobytes()).hexdigest()[:12]}" for a in arr
+        ]
+    if len(ids) != n:
+        raise ValueError(f"got {len(ids)} ids for {n} images")
+    table = pd.DataFrame(
+        {
+            "stimulus_id": [str(i) for i in ids],
+            "size_deg": size_deg,
+            "position_x_deg": x,
+            "position_y_deg": y,
+            "encoding": encoding,
+            "_row": np.arange(n),
+        }
+    )
+    if metadata is not None:
+        if len(metadata) != n:
+            raise ValueError(f"metadata has {len(metadata)} rows for {n} images")
+        table = pd.concat([table, metadata.reset_index(drop=True)], axis=1)
+    data = torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
+
+    def render(rows: pd.DataFrame):
+        return _linearise(data[torch.as_tensor(rows["_row"].to_numpy())], encoding), None
+
+    return StimulusSet(table, (h, w), render, "arrays", f"arrays-{digest}-{encoding}")
+
+
+def _load_image(path: Path, shape: tuple[int, int] | None) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            if shape is not None and im.size != (shape[1], shape[0]):
+                im = im.resize((shape[1], shape[0]), Image.Resampling.LANCZOS)
+            return np.asarray(im, dtype=np.float32) / 255.0
+    except OSError as err:
+        raise ValueError(f"cannot read image {str(path)!r}: {err}") from None
+
+
+def from_folder(
+    path: str | os.PathLike,
+    size_deg: float,
+    position_deg: tuple[float, float] = (0.0, 0.0),
+    size_px: tuple[int, int] | None = None,
+    encoding: str = "srgb",
+) -> StimulusSet:
+    """Every image file in ``path`` (sorted by name), loaded lazily, ``size_deg`` wide.
+
+    All images must share one pixel shape, or pass ``size_px=(H, W)`` to resize them.
+    The stimulus id is the file name; the table carries the file path.
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"stimulus folder {str(folder)!r} does not exist")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(
+            f"stimulus folder {str(folder)!r} has no images ({', '.join(IMAGE_SUFFIXES)})"
+        )
+    _check_encoding(encoding)
+    size_deg = check_size_deg(size_deg)
+    x, y = check_position_deg(position_deg)
+    from PIL import Image
+
+    shapes = {}
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                shapes[f] = (im.size[1], im.size[0])
+        except OSError as err:
+            raise ValueError(f"cannot read image {str(f)!r}: {err}") from None
+    if size_px is None:
+        first = shapes[files[0]]
+        for f, s in shapes.items():
+            if s != first:
+                raise ValueError(
+                    f"image {f.name!r} is {s[0]}x{s[1]} px but {files[0].name!r} is "
+                    f"{first[0]}x{first[1]}; pass size_px=(H, W) to resize all images"
+                )
+        shape = first
+    else:
+        shape = (int(size_px[0]), int(size_px[1]))
+    table = pd.DataFrame(
+        {
+            "stimulus_id": [f.name for f in files],
+            "size_deg": size_deg,
+            "position_x_deg": x,
+            "position_y_deg": y,
+            "path": [str(f.resolve()) for f in files],
+            "encoding": encoding,
+        }
+    )
+
+    def render(rows: pd.DataFrame):
+        arr = np.stack([_load_image(Path(p), shape) for p in rows["path"]])
+        return _linearise(torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous(), encoding), None
+
+    stamp = ";".join(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
+    return StimulusSet(table, shape, render, "folder", f"folder-{stamp}-{encoding}")
+
+
+@cache
+def _sample_image(name: str) -> torch.Tensor:
+    """A skimage.data sample image as linear luminance (3, H, W) float32."""
+    from skimage import data
+
+    im = np.asarray(getattr(data, name)())
+    if im.ndim == 2:
+        im = np.repeat(im[..., None], 3, axis=-1)
+    t = torch.from_numpy(im[..., :3].astype(np.float32) / 255.0).permute(2, 0, 1)
+    return (t**IMAGE_GAMMA).contiguous()
+
+
+def natural(
+    n: int,
+    size_deg: float,
+    seed: int = 0,
+    position_deg: tuple[float, float] = (0.0, 0.0),
+    ppd: float = DEFAULT_PPD,
+    min_crop_px: int = 64,
+) -> StimulusSet:
+    """``n`` square crops of the ``skimage.data`` photographs (offline), ``size_deg`` wide.
+
+    Each crop's source image, location, side in source pixels and mirror flip are drawn from
+    ``seed`` and kept in the table, so a crop re-renders identically.
+    """
+    if not isinstance(n, int | np.integer) or n <= 0:
+        raise ValueError(f"n must be a positive integer number of stimuli, got {n!r}")
+    if not isinstance(seed, int | np.integer):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    size_deg = check_size_deg(size_deg)
+    x, y = check_position_deg(position_deg)
+    shape = _shape_for(size_deg, _check_ppd(ppd))
+    rng = np.random.default_rng(seed)
+    sizes = {name: tuple(_sample_image(name).shape[1:]) for name in NATURAL_IMAGES}
+    names = rng.choice(len(NATURAL_IMAGES), size=n)
+    rows = []
+    for k in names:
+        name = NATURAL_IMAGES[int(k)]
+        h, w = sizes[name]
+        side = int(rng.integers(min(min_crop_px, min(h, w)), min(h, w) + 1))
+        top = int(rng.integers(0, h - side + 1))
+        left = int(rng.integers(0, w - side + 1))
+        rows.append((name, top, left, side, bool(rng.integers(0, 2))))
+    table = pd.DataFrame(rows, columns=["source", "top", "left", "crop_px", "flip"])
+    table.insert(0, "position_y_deg", y)
+    table.insert(0, "position_x_deg", x)
+    table.insert(0, "size_deg", size_deg)
+    table["seed"] = int(seed)
+    table.insert(
+        0,
+        "stimulus_id",
+        _stimulus_ids(
+            "natural", table.drop(columns=["seed", "size_deg", "position_x_deg", "position_y_deg"])
+        ),
+    )
+    table = table.drop_duplicates("stimulus_id").reset_index(drop=True)
+
+    def render(rows: pd.DataFrame):
+        out = torch.empty(len(rows), 3, *shape)
+        for k, r in enumerate(rows.itertuples(index=False)):
+            img = _sample_image(r.source)
+            crop = img[:, r.top : r.top + r.crop_px, r.left : r.left + r.crop_px]
+            crop = F.interpolate(
+                crop[None], size=shape, mode="bilinear", antialias=True, align_corners=False
+            )[0]
+            out[k] = crop.flip(-1) if r.flip else crop
+        return out, None
+
+    return StimulusSet(table, shape, render, "natural", "natural-v1")
