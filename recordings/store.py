@@ -137,7 +137,10 @@ class StreamWriter:
         self.complete = False
         self._exists = False
         if self.path.exists() and not overwrite:
-            attrs = _root_attrs(self.path) if self.path.is_dir() else {}
+            try:
+                attrs = _root_attrs(self.path) if self.path.is_dir() else {}
+            except ValueError:
+                attrs = {}
             if resume and attrs.get(JOB_ATTR) == self.job:
                 self.complete = bool(attrs.get(COMPLETE_ATTR, False))
                 self.done = int(attrs.get(DONE_ATTR, 0))
@@ -178,8 +181,12 @@ class StreamWriter:
         else:
             ds[VARIABLE].attrs = {}
             ds.to_zarr(self.path, mode="a-", append_dim="presentation", consolidated=False)
-        self.done += int(rec.sizes["presentation"])
-        zarr.open_group(str(self.path), mode="r+").attrs[DONE_ATTR] = self.done
+        self._commit(self.done + int(rec.sizes["presentation"]))
+
+    def _commit(self, done: int) -> None:
+        """Record that the first ``done`` presentations are on disk (after their write)."""
+        zarr.open_group(str(self.path), mode="r+").attrs[DONE_ATTR] = done
+        self.done = done
 
     def finish(self, attrs: Mapping[str, Any] | None = None) -> xr.DataArray:
         """Mark the store complete (updating the recording's provenance attrs) and open it."""

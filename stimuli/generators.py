@@ -449,10 +449,12 @@ def from_arrays(
     x, y = check_position_deg(position_deg)
     n, h, w, _ = arr.shape
     digest = hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()[:16]
-    if ids is None:
+    if ids is None:  # content-addressed; repeated images get their index appended
         ids = [
             f"image_{hashlib.sha1(np.ascontiguousarray(a).tobytes()).hexdigest()[:12]}" for a in arr
         ]
+        counts = pd.Series(ids).value_counts()
+        ids = [i if counts[i] == 1 else f"{i}_{k}" for k, i in enumerate(ids)]
     if len(ids) != n:
         raise ValueError(f"got {len(ids)} ids for {n} images")
     table = pd.DataFrame(
@@ -472,7 +474,7 @@ def from_arrays(
     data = torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
 
     def render(rows: pd.DataFrame):
-        return _linearise(data[torch.as_tensor(rows["_row"].to_numpy())], encoding), None
+        return _linearise(data[torch.tensor(rows["_row"].to_numpy())], encoding), None
 
     return StimulusSet(table, (h, w), render, "arrays", f"arrays-{digest}-{encoding}")
 

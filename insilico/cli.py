@@ -1,0 +1,250 @@
+"""The ``insilico`` command line: models, record, demo.
+
+Every command prints a one-screen summary; bad input exits with status 2 and one line
+``insilico: error: ...`` naming the bad value.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+STIMULUS_KINDS = ("gratings", "gabors", "natural", "white_noise", "pink_noise", "blank", "folder")
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+def _pair(text: str, name: str) -> tuple[float, float]:
+    try:
+        x, y = (float(v) for v in text.split(","))
+    except ValueError:
+        raise CLIError(f"{name} must be two numbers 'X,Y', got {text!r}") from None
+    return x, y
+
+
+def _value(text: str) -> Any:
+    """'3' -> 3, '0.5' -> 0.5, '0:180:15' -> range list, '1,2,4' -> list, else the string."""
+    if "," in text:
+        return [_value(t) for t in text.split(",") if t != ""]
+    if text.count(":") == 2 and "/" not in text:
+        try:
+            start, stop, step = (float(t) for t in text.split(":"))
+        except ValueError:
+            return text
+        if step <= 0:
+            raise CLIError(f"range {text!r} needs a positive step")
+        values = list(_frange(start, stop, step))
+        return [int(v) if float(v).is_integer() else v for v in values]
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    return text
+
+
+def _frange(start: float, stop: float, step: float):
+    k = 0
+    while start + k * step < stop - 1e-12:
+        yield round(start + k * step, 10)
+        k += 1
+
+
+def _stimuli(kind: str, settings: Sequence[str]):
+    import stimuli
+
+    params: dict[str, Any] = {}
+    for item in settings:
+        if "=" not in item:
+            raise CLIError(f"--set expects KEY=VALUE, got {item!r}")
+        key, text = item.split("=", 1)
+        params[key.strip()] = _value(text.strip())
+    for key in ("position_deg", "size_px"):
+        if key in params and isinstance(params[key], list):
+            params[key] = tuple(params[key])
+    if kind == "folder":
+        if "path" not in params:
+            raise CLIError("--stimuli folder needs --set path=DIR")
+        fn, args = stimuli.from_folder, {"path": str(params.pop("path"))}
+    else:
+        fn, args = getattr(stimuli, kind), {}
+    try:
+        return fn(**args, **params)
+    except TypeError as err:
+        raise CLIError(f"--stimuli {kind}: {err}") from None
+
+
+def cmd_models(args: argparse.Namespace) -> None:
+    import insilico as lab
+
+    table = lab.models()
+    cols = ["name", "visual_degrees", "input_size", "V1", "V2", "V4", "IT", "weights"]
+    print(table[cols].to_string(index=False))
+
+
+def cmd_record(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    import insilico as lab
+
+    t0 = time.perf_counter()
+    model = lab.load_model(args.model, weights=args.weights, device=args.device)
+    rig = lab.Rig(model)
+    stim = _stimuli(args.stimuli, args.set)
+    if args.sites:
+        at_deg = _pair(args.at_deg, "--at-deg") if args.at_deg else None
+        at_mm = _pair(args.at_mm, "--at-mm") if args.at_mm else None
+        if at_deg is None and at_mm is None:
+            at_deg = (0.0, 0.0)
+        targets = rig.implant(args.region, args.sites, at_deg=at_deg, at_mm=at_mm, seed=args.seed)
+    else:
+        model.region(args.region)
+        targets = args.region
+    rec = rig.record(
+        stim,
+        targets,
+        repeats=args.repeats,
+        noise=None if args.noise == "none" else args.noise,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        out=args.out,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
+    values = rec.values
+    print(
+        f"recorded  {rec.sizes['presentation']} presentations x {rec.sizes['neuroid']} neuroids "
+        f"of {args.region} in {model.name} ({len(stim)} stimuli x {args.repeats} repeats)"
+    )
+    print(
+        f"rates     mean {np.mean(values):.1f}, max {np.max(values):.1f} spikes/s; "
+        f"{100 * np.mean(values.max(axis=(0, 2)) > 0):.0f}% of neuroids responsive"
+    )
+    print(f"saved     {args.out}")
+    print(f"time      {time.perf_counter() - t0:.1f} s")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from insilico.demo import run_demo
+
+    at = _pair(args.at_deg, "--at-deg")
+    s = run_demo(
+        out=args.out,
+        model_name=args.model,
+        at_deg=at,
+        n_sites=args.sites,
+        repeats=args.repeats,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
+    print()
+    print(
+        f"V1 orientation tuning: {s['n_sites']} sites at {at} deg, "
+        f"{s['n_presentations']} presentations"
+    )
+    print(
+        f"{'site':>4} {'RF x,y (deg)':>14} {'pref (deg)':>10} {'OSI':>5} {'SF (c/deg)':>10} "
+        f"{'peak (sp/s)':>11}"
+    )
+    for row in s["table"]:
+        rx, ry = row["rf_deg"]
+        print(
+            f"{row['site']:>4} {f'{rx:+.2f},{ry:+.2f}':>14} {row['pref_deg']:>10.0f} "
+            f"{row['osi']:>5.2f} {row['best_sf']:>10g} {row['peak_hz']:>11.1f}"
+        )
+    print(
+        f"responsive sites: {s['responsive']}/{s['n_sites']}; median OSI {s['median_osi']:.2f}; "
+        f"OSI > 0.3: {100 * s['frac_osi_gt_0.3']:.0f}%"
+    )
+    print(f"recording: {s['store']}")
+    print(f"plot:      {s['plot']}")
+    print(f"time:      {s['seconds']:.1f} s")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="insilico",
+        description="In-silico visual neuroscience: record from brain models in degrees.",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    m = sub.add_parser("models", help="list the brain models of the zoo")
+    m.set_defaults(func=cmd_models)
+
+    r = sub.add_parser(
+        "record",
+        help="record responses of a region or an implanted array to a stimulus set",
+        description="Record firing rates (spikes/s) to a zarr store. Example: insilico record "
+        "--model efficientnet_lite0 --region V1 --sites 64 --at-deg=1.5,-1 --stimuli gratings "
+        "--set size_deg=3 --set position_deg=1.5,-1 --set orientation_deg=0:180:15 "
+        "--out runs/v1.zarr",
+    )
+    r.add_argument("--model", default="efficientnet_lite0", help="model name (insilico models)")
+    r.add_argument("--weights", default=None, help="local weights file (state dict)")
+    r.add_argument("--device", default="cpu", help="cpu or cuda")
+    r.add_argument("--region", required=True, help="V1, V2, V4 or IT")
+    r.add_argument("--sites", type=int, default=0, help="implant an array of this many sites")
+    r.add_argument("--at-deg", default=None, help="array centre X,Y in degrees (use --at-deg=-1,2)")
+    r.add_argument("--at-mm", default=None, help="array centre X,Y on the cortical sheet in mm")
+    r.add_argument("--stimuli", required=True, choices=STIMULUS_KINDS, help="stimulus generator")
+    r.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="generator parameter; VALUE may be a list 1,2,4 or a range 0:180:15",
+    )
+    r.add_argument("--repeats", type=int, default=1)
+    r.add_argument("--noise", choices=("none", "poisson"), default="none")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--batch-size", type=int, default=64)
+    r.add_argument("--out", required=True, help="zarr store to write (resumes the same job)")
+    r.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(func=cmd_record)
+
+    d = sub.add_parser(
+        "demo",
+        help="V1 orientation tuning on the offline model: zarr + PNG + summary",
+        description="Implant a 64-site V1 array at an RF location, record orientation tuning "
+        "to gratings with Poisson noise, save the recording and a plot of tuning curves.",
+    )
+    d.add_argument("--out", default="insilico_demo", help="output folder")
+    d.add_argument("--model", default="efficientnet_lite0")
+    d.add_argument("--at-deg", default="1.5,-1.0", help="RF location X,Y in degrees")
+    d.add_argument("--sites", type=int, default=64)
+    d.add_argument("--repeats", type=int, default=5)
+    d.add_argument("--overwrite", action="store_true")
+    d.add_argument("--quiet", action="store_true")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from insilico.brain.zoo import NotBrainLikeWarning
+
+    warnings.simplefilter("always", NotBrainLikeWarning)
+    try:
+        args.func(args)
+    except (CLIError, ValueError, TypeError, FileNotFoundError, FileExistsError) as err:
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"insilico: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("insilico: interrupted; finished batches are saved, rerun to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import insilico as lab
+from insilico.brain import NotBrainLikeWarning
+
+
+def test_import_is_cheap():
+    code = "import sys, insilico; print('torch' in sys.modules, 'xarray' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
+
+
+def test_zoo_lists_models():
+    table = lab.models()
+    names = set(table["name"])
+    assert {"efficientnet_lite0", "alexnet", "resnet18", "resnet50", "vgg16", "tiny"} <= names
+    assert set(table.columns) >= {"V1", "V2", "V4", "IT", "visual_degrees", "input_size"}
+
+
+def test_unknown_model_lists_known():
+    with pytest.raises(ValueError, match=r"unknown model 'alexnetz'.*efficientnet_lite0"):
+        lab.load_model("alexnetz")
+
+
+def test_unknown_region_lists_regions(tiny):
+    with pytest.raises(ValueError, match=r"no region 'MT'.*V1, V2, V4, IT"):
+        tiny.units("MT")
+
+
+def test_commitment_is_data(tiny):
+    c = tiny.commitment
+    assert c.visual_degrees == 8.0 and c.input_size == 32
+    assert c.region("V1").layer == "v1"
+    assert c.region("V1").max_hz > c.region("V1").baseline_hz
+    assert c.source.endswith("tiny.toml")
+
+
+def test_forward_stops_at_deepest_requested_layer(tiny):
+    tiny.layer_order()  # measured once per model with one full 1-image pass
+    calls = []
+    handle = tiny.network.it.register_forward_hook(lambda m, i, o: calls.append(1))
+    try:
+        x = torch.rand(2, 3, 32, 32)
+        out = tiny.activations(x, ["v1", "v2"])
+        assert set(out) == {"v1", "v2"} and not calls
+        tiny.activations(x, ["it"])
+        assert calls
+    finally:
+        handle.remove()
+
+
+def test_activations_validate_input(tiny):
+    with pytest.raises(ValueError, match=r"expects \(n, 3, 32, 32\)"):
+        tiny.activations(torch.rand(2, 3, 30, 30), ["v1"])
+    with pytest.raises(ValueError, match="dtype"):
+        tiny.activations(torch.zeros(2, 3, 32, 32, dtype=torch.uint8), ["v1"])
+    with pytest.raises(ValueError, match="no layer"):
+        tiny.activations(torch.rand(1, 3, 32, 32), ["v9"])
+
+
+def test_unit_table(tiny):
+    table = tiny.units("V2")
+    c, h, w = tiny.layer_shape("v2")
+    assert len(table) == c * h * w
+    for col in (
+        "channel",
+        "row",
+        "col",
+        "rf_x_deg",
+        "rf_y_deg",
+        "rf_size_deg",
+        "tissue_x_mm",
+        "tissue_y_mm",
+    ):
+        assert col in table.columns and table[col].notna().all()
+    # RF centres step by the layer stride, in degrees, and span the field of view
+    stride_deg = tiny.visual_degrees / w
+    row0 = table[(table.channel == 0) & (table.row == 0)].sort_values("col")
+    assert np.allclose(np.diff(row0.rf_x_deg), stride_deg)
+    assert table.rf_x_deg.min() < -3 and table.rf_x_deg.max() > 3
+    # retinotopy: tissue position grows with RF position; V2 RFs larger than V1's
+    assert np.corrcoef(table.rf_x_deg, table.tissue_x_mm)[0, 1] > 0.9
+    assert tiny.units("V2").rf_size_deg.median() > tiny.units("V1").rf_size_deg.median()
+    # channels of one position share a hypercolumn smaller than the position spacing
+    here = table[(table.row == h // 2) & (table.col == w // 2)]
+    right = table[(table.row == h // 2) & (table.col == w // 2 + 1)]
+    spacing = right.tissue_x_mm.mean() - here.tissue_x_mm.mean()
+    assert 0 < np.ptp(here.tissue_x_mm) < spacing
+
+
+def test_unit_measurements_are_cached(tiny, monkeypatch):
+    import insilico.brain.units as units
+
+    fresh = lab.load_model("tiny")
+    monkeypatch.setattr(units, "_measure", lambda *a: pytest.fail("measured twice"))
+    cached = fresh.units("V1")
+    assert cached.equals(tiny.units("V1"))
+
+
+def test_it_sheet_is_not_retinotopic(tiny):
+    it = tiny.units("IT")
+    c = tiny.layer_shape("it")[0]
+    # each channel owns its own patch
+    centres = it.groupby("channel")[["tissue_x_mm", "tissue_y_mm"]].mean()
+    assert len(np.unique(centres.round(6).to_numpy(), axis=0)) == c
+    assert it.tissue_x_mm.max() <= tiny.region("IT").sheet_size_mm + 1e-9
+
+
+def test_torchvision_model_offline_warns_loudly():
+    with pytest.warns(NotBrainLikeWarning, match="RANDOM weights"):
+        m = lab.load_model("alexnet")
+    assert not m.brain_like and m.weights_id.startswith("random-init")
+    assert m.layer_shape("features.2")[0] == 64
+
+
+def test_bad_weights_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        lab.load_model("tiny", weights=tmp_path / "missing.pth")
+    path = tmp_path / "w.pth"
+    torch.save({"nope": torch.zeros(1)}, path)
+    with pytest.raises(ValueError, match="does not fit tiny"):
+        lab.load_model("tiny", weights=path)
+
+
+@pytest.mark.integration
+def test_efficientnet_classifies_sample_images(effnet):
+    from skimage import data
+
+    images = []
+    for name in ("chelsea", "coffee"):
+        im = getattr(data, name)()
+        h, w = im.shape[:2]
+        s = min(h, w)
+        im = im[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
+        x = torch.tensor(im).permute(2, 0, 1)[None].float() / 255
+        images.append(torch.nn.functional.interpolate(x, size=224, mode="bilinear", antialias=True))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        top = effnet.logits(torch.cat(images)).argmax(dim=1).tolist()
+    assert 281 <= top[0] <= 285  # a cat
+    assert top[1] == 967  # espresso
+    assert effnet.brain_like and effnet.weights_id.startswith("sha256:")

@@ -1,0 +1,216 @@
+import pytest
+
+import recordings
+from insilico.cli import _value, main
+
+
+def test_models(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "efficientnet_lite0" in out and "_blocks.2" in out
+
+
+def test_record_and_summary(tmp_path, capsys):
+    out = tmp_path / "v1.zarr"
+    argv = [
+        "record",
+        "--model",
+        "tiny",
+        "--region",
+        "V1",
+        "--sites",
+        "9",
+        "--at-deg=1,-1",
+        "--stimuli",
+        "gratings",
+        "--set",
+        "size_deg=3",
+        "--set",
+        "position_deg=1,-1",
+        "--set",
+        "orientation_deg=0:180:45",
+        "--repeats",
+        "2",
+        "--noise",
+        "poisson",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "8 presentations x 9 neuroids" in text
+    rec = recordings.open(out)
+    assert sorted(set(rec.orientation_deg.values)) == [0, 45, 90, 135]
+    # rerunning the same command resumes (here: finds it complete), no error
+    assert main(argv) == 0
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            [
+                "record",
+                "--model",
+                "nope",
+                "--region",
+                "V1",
+                "--stimuli",
+                "gratings",
+                "--set",
+                "size_deg=2",
+                "--out",
+                "x.zarr",
+            ],
+            "unknown model 'nope'; known models:",
+        ),
+        (
+            [
+                "record",
+                "--model",
+                "tiny",
+                "--region",
+                "MT",
+                "--stimuli",
+                "gratings",
+                "--set",
+                "size_deg=2",
+                "--out",
+                "x.zarr",
+            ],
+            "no region 'MT'",
+        ),
+        (
+            [
+                "record",
+                "--model",
+                "tiny",
+                "--region",
+                "V1",
+                "--stimuli",
+                "gratings",
+                "--set",
+                "size_deg=-2",
+                "--out",
+                "x.zarr",
+            ],
+            "size_deg must be a positive",
+        ),
+        (
+            [
+                "record",
+                "--model",
+                "tiny",
+                "--region",
+                "V1",
+                "--stimuli",
+                "gratings",
+                "--set",
+                "size_deg=2",
+                "--set",
+                "position_deg=30,0",
+                "--out",
+                "x.zarr",
+            ],
+            "outside the model's field of view",
+        ),
+        (
+            [
+                "record",
+                "--model",
+                "tiny",
+                "--region",
+                "V1",
+                "--stimuli",
+                "folder",
+                "--set",
+                "path=/no/such/dir",
+                "--set",
+                "size_deg=2",
+                "--out",
+                "x.zarr",
+            ],
+            "does not exist",
+        ),
+        (
+            [
+                "record",
+                "--model",
+                "tiny",
+                "--region",
+                "V1",
+                "--stimuli",
+                "gratings",
+                "--set",
+                "size_deg=2",
+                "--set",
+                "bogus=1",
+                "--out",
+                "x.zarr",
+            ],
+            "bogus",
+        ),
+        (["demo", "--at-deg", "a,b"], "--at-deg must be two numbers"),
+    ],
+)
+def test_bad_input_is_one_line(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("insilico: error:") and message in err
+    assert len(err.splitlines()) == 1
+    assert not (tmp_path / "x.zarr").exists()
+
+
+def test_existing_output_refused_unless_overwrite(tmp_path, capsys):
+    out = tmp_path / "taken.zarr"
+    out.mkdir()
+    base = [
+        "record",
+        "--model",
+        "tiny",
+        "--region",
+        "V1",
+        "--stimuli",
+        "blank",
+        "--set",
+        "size_deg=2",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
+    assert main(base) == 2
+    assert "exists" in capsys.readouterr().err
+    assert main([*base, "--overwrite"]) == 0
+
+
+def test_demo_on_tiny_model(tmp_path, capsys):
+    assert (
+        main(
+            [
+                "demo",
+                "--model",
+                "tiny",
+                "--out",
+                str(tmp_path),
+                "--sites",
+                "16",
+                "--repeats",
+                "2",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    text = capsys.readouterr().out
+    assert "median OSI" in text
+    assert (tmp_path / "v1_tuning.png").stat().st_size > 10_000
+    rec = recordings.open(tmp_path / "v1_orientation.zarr")
+    assert rec.sizes["neuroid"] == 16
+
+
+def test_value_parsing():
+    assert _value("0:180:45") == [0, 45, 90, 135]
+    assert _value("1,2,4") == [1, 2, 4]
+    assert _value("0.5") == 0.5 and _value("sine") == "sine"

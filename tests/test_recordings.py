@@ -1,0 +1,115 @@
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+
+import recordings
+import stimuli
+from recordings.store import StreamWriter
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_rig):
+    arr = tiny_rig.implant("V1", n_sites=12, at_deg=(1, 0))
+    g = stimuli.gratings(
+        size_deg=3, position_deg=(1, 0), orientation_deg=range(0, 180, 15), sf_cpd=[0.5, 1]
+    )
+    return arr, g
+
+
+def test_save_open_round_trip_is_exact(tiny_rig, setup, tmp_path):
+    arr, g = setup
+    rec = tiny_rig.record(g, arr, repeats=2, noise="poisson", seed=1, progress=False)
+    for value in rec.attrs.values():
+        json.dumps(value)  # JSON-safe provenance
+    path = recordings.save(rec, tmp_path / "r.zarr")
+    back = recordings.open(path)
+    assert not back.variable._in_memory  # lazy
+    xr.testing.assert_identical(rec, back.load())
+    # strings are stored variable-length, never fixed-width
+    group = zarr.open_group(str(path), mode="r")
+    assert "<U" not in str(group["neuroid_id"].dtype) and "<U" not in str(
+        group["stimulus_id"].dtype
+    )
+    with pytest.raises(FileExistsError, match="overwrite"):
+        recordings.save(rec, path)
+    recordings.save(rec, path, overwrite=True)
+
+
+def test_streamed_equals_in_memory_and_resumes_after_crash(tiny_rig, setup, tmp_path, monkeypatch):
+    arr, g = setup
+    kwargs = dict(repeats=3, noise="poisson", seed=5, batch_size=5, progress=False)
+    full = tiny_rig.record(g, arr, **kwargs)
+    out = tmp_path / "stream.zarr"
+
+    # crash while the third batch is being committed: its data is on disk, not committed
+    real_commit = StreamWriter._commit
+    calls = {"n": 0}
+
+    def crashing_commit(self, done):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("power cut")
+        real_commit(self, done)
+
+    monkeypatch.setattr(StreamWriter, "_commit", crashing_commit)
+    with pytest.raises(KeyboardInterrupt):
+        tiny_rig.record(g, arr, out=out, **kwargs)
+    partial = recordings.open(out)
+    assert partial.sizes["presentation"] == 2 * 5 * 3  # two finished batches
+    xr.testing.assert_equal(partial.load(), full.isel(presentation=slice(0, 30)))
+
+    # rerun: resumes after the last committed batch (progress restarts at stimulus 10)
+    monkeypatch.setattr(StreamWriter, "_commit", real_commit)
+    seen = []
+    real_present = type(tiny_rig).present
+
+    def spy(self, stim, index=None):
+        seen.append(int(np.asarray(index)[0]))
+        return real_present(self, stim, index)
+
+    monkeypatch.setattr(type(tiny_rig), "present", spy)
+    done = tiny_rig.record(g, arr, out=out, **kwargs)
+    assert seen[0] == 10
+    xr.testing.assert_equal(done.load(), full)
+    assert done.attrs["units"] == "spikes/s"
+    # a third run of the completed job does no work
+    seen.clear()
+    again = tiny_rig.record(g, arr, out=out, **kwargs)
+    assert not seen and again.sizes == full.sizes
+
+
+def test_existing_output_of_another_job_is_refused(tiny_rig, setup, tmp_path):
+    arr, g = setup
+    out = tmp_path / "a.zarr"
+    tiny_rig.record(g, arr, out=out, progress=False, seed=1, noise="poisson")
+    with pytest.raises(FileExistsError, match="different job"):
+        tiny_rig.record(g, arr, out=out, progress=False, seed=2, noise="poisson")
+    other = tmp_path / "file.txt"
+    other.write_text("hello")
+    with pytest.raises(FileExistsError, match="overwrite"):
+        tiny_rig.record(g, arr, out=other, progress=False)
+    rec = tiny_rig.record(g, arr, out=out, progress=False, seed=2, noise="poisson", overwrite=True)
+    assert rec.attrs["seed"] == 2
+
+
+def test_open_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no recording"):
+        recordings.open(tmp_path / "missing.zarr")
+    xr.Dataset({"x": ("a", np.arange(3))}).to_zarr(tmp_path / "other.zarr", consolidated=False)
+    with pytest.raises(ValueError, match="not an insilico-lab recording"):
+        recordings.open(tmp_path / "other.zarr")
+    (tmp_path / "junk.zarr").mkdir()
+    with pytest.raises(ValueError, match="not a zarr store"):
+        recordings.open(tmp_path / "junk.zarr")
+
+
+def test_check_recording_names_missing_coordinate(tiny_rig, setup):
+    arr, g = setup
+    rec = tiny_rig.record(g[:2], arr, progress=False)
+    with pytest.raises(ValueError, match="tissue_x_mm"):
+        recordings.check_recording(rec.drop_vars("tissue_x_mm"))
+    with pytest.raises(ValueError, match="dims"):
+        recordings.check_recording(rec.transpose("neuroid", "presentation", "time_bin"))

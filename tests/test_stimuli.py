@@ -1,0 +1,148 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import stimuli
+
+
+def test_gratings_factorial_table_and_ids():
+    g = stimuli.gratings(
+        size_deg=3, position_deg=(1.5, -1.0), orientation_deg=range(0, 180, 15), sf_cpd=[1, 2, 4]
+    )
+    assert len(g) == 36
+    table = g.parameters
+    for col in (
+        "stimulus_id",
+        "size_deg",
+        "position_x_deg",
+        "position_y_deg",
+        "orientation_deg",
+        "sf_cpd",
+        "phase_deg",
+        "contrast",
+        "waveform",
+        "aperture",
+        "edge_deg",
+    ):
+        assert col in table.columns
+    assert table["stimulus_id"].is_unique
+    assert set(table["orientation_deg"]) == set(range(0, 180, 15))
+    # content-addressed: the same grating gets the same id in another set
+    g2 = stimuli.gratings(size_deg=3, position_deg=(1.5, -1.0), orientation_deg=30, sf_cpd=2)
+    assert g2.ids[0] in set(g.ids)
+
+
+def test_grating_orientation_and_frequency():
+    # orientation 0: luminance varies along x only (vertical bars), 2 cycles/deg
+    g = stimuli.gratings(size_deg=4, orientation_deg=[0, 90], sf_cpd=2, aperture="none", ppd=32)
+    rgb, alpha = g.images()
+    assert alpha is None
+    vertical, horizontal = rgb[0, 0], rgb[1, 0]
+    assert torch.allclose(vertical, vertical[0:1].expand_as(vertical), atol=1e-5)  # columns
+    assert torch.allclose(horizontal, horizontal[:, 0:1].expand_as(horizontal), atol=1e-5)
+    assert vertical[0].std() > 0.3 and horizontal[:, 0].std() > 0.3
+    spectrum = torch.fft.rfft(vertical[0] - vertical[0].mean()).abs()
+    cycles = int(spectrum.argmax())  # cycles across the 4 deg image
+    assert cycles == 8
+
+
+def test_grating_aperture_and_contrast():
+    g = stimuli.gratings(size_deg=2, contrast=0.5, mean=0.5, edge_deg=0.2, ppd=40)
+    rgb, alpha = g.images()
+    assert alpha.shape == (1, 1, 80, 80)
+    assert alpha[0, 0, 40, 40] == 1 and alpha[0, 0, 0, 0] == 0
+    assert 0.25 - 1e-6 <= rgb.min() and rgb.max() <= 0.75 + 1e-6
+
+
+def test_gabor_envelope():
+    g = stimuli.gabors(sigma_deg=0.5, sf_cpd=2, contrast=1)
+    rgb, _ = g.images()
+    img = rgb[0, 0]
+    assert (img[0] - 0.5).abs().max() < 0.02  # envelope ~0 at the border (3 sigma)
+    assert (img - 0.5).abs().max() > 0.4
+
+
+def test_noise_is_seeded_per_stimulus_and_has_rms_contrast():
+    w = stimuli.white_noise(6, size_deg=2, seed=3, contrast=0.2)
+    a, _ = w.images()
+    b, _ = w[[2, 3]].images()  # a subset renders identically
+    assert torch.equal(a[2:4], b)
+    assert not torch.equal(a[0], a[1])
+    rms = (a[:, 0].std(dim=(-2, -1)) / a[:, 0].mean(dim=(-2, -1))).mean()
+    assert rms == pytest.approx(0.2, rel=0.1)
+    p = stimuli.pink_noise(4, size_deg=2, seed=0, contrast=0.2)
+    img = p.images()[0][:, 0]
+    spec = torch.fft.rfft2(img - img.mean()).abs().mean(0)
+    assert spec[1, 1] > 4 * spec[16, 16]  # 1/f: low frequencies dominate
+
+
+def test_natural_crops_are_reproducible():
+    n1 = stimuli.natural(20, size_deg=4, seed=1)
+    n2 = stimuli.natural(20, size_deg=4, seed=1)
+    assert list(n1.ids) == list(n2.ids)
+    a, _ = n1.images(slice(0, 5))
+    b, _ = n2.images(slice(0, 5))
+    assert torch.equal(a, b)
+    assert a.std() > 0.05
+    assert not np.array_equal(stimuli.natural(20, 4, seed=2).ids, n1.ids)
+
+
+def test_blank():
+    b = stimuli.blank(size_deg=2, luminance=[0.2, 0.8])
+    rgb, _ = b.images()
+    assert torch.allclose(rgb[0], torch.full_like(rgb[0], 0.2))
+
+
+def test_from_arrays_linearises_and_validates():
+    imgs = np.full((3, 10, 12, 3), 128, dtype=np.uint8)
+    s = stimuli.from_arrays(imgs, size_deg=2)
+    rgb, _ = s.images()
+    assert rgb.shape == (3, 3, 10, 12)
+    assert rgb[0, 0, 0, 0].item() == pytest.approx((128 / 255) ** 2.2, rel=1e-5)
+    assert s.ppd[0] == pytest.approx(6.0)
+    with pytest.raises(ValueError, match="shape"):
+        stimuli.from_arrays(np.zeros((3, 10, 12, 2), np.uint8), size_deg=2)
+    with pytest.raises(ValueError, match="dtype"):
+        stimuli.from_arrays(np.zeros((3, 10, 12, 3), np.int32), size_deg=2)
+    bad = np.zeros((2, 4, 4, 3), np.float32)
+    bad[0, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        stimuli.from_arrays(bad, size_deg=2)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        stimuli.from_arrays(np.full((1, 4, 4, 3), 2.0, np.float32), size_deg=2)
+
+
+def test_from_folder(tmp_path):
+    for k in range(3):
+        Image.fromarray(np.full((16, 20, 3), 40 * k, np.uint8)).save(tmp_path / f"im{k}.png")
+    s = stimuli.from_folder(tmp_path, size_deg=3)
+    assert list(s.ids) == ["im0.png", "im1.png", "im2.png"]
+    assert s.shape_px == (16, 20)
+    rgb, _ = s[[1]].images()
+    assert rgb[0, 0, 0, 0].item() == pytest.approx((40 / 255) ** 2.2, rel=1e-5)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "odd.png")
+    with pytest.raises(ValueError, match="size_px"):
+        stimuli.from_folder(tmp_path, size_deg=3)
+    assert stimuli.from_folder(tmp_path, size_deg=3, size_px=(16, 16)).shape_px == (16, 16)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        stimuli.from_folder(tmp_path / "nope", size_deg=3)
+
+
+@pytest.mark.parametrize("size", [0, -1, float("nan"), "big"])
+def test_bad_sizes(size):
+    with pytest.raises(ValueError, match="size_deg"):
+        stimuli.gratings(size_deg=size)
+    with pytest.raises(ValueError, match="size_deg"):
+        stimuli.natural(3, size_deg=size)
+
+
+def test_bad_parameters():
+    with pytest.raises(ValueError, match="contrast"):
+        stimuli.gratings(size_deg=2, contrast=1.5)
+    with pytest.raises(ValueError, match="Nyquist"):
+        stimuli.gratings(size_deg=2, sf_cpd=40, ppd=32)
+    with pytest.raises(ValueError, match="position_deg"):
+        stimuli.gratings(size_deg=2, position_deg=(1, float("inf")))
+    with pytest.raises(ValueError, match="n must be"):
+        stimuli.natural(0, size_deg=2)
