@@ -71,7 +71,8 @@ class Rig:
         sy = -coords[:, None] + self.fixation_deg[1]
         hx, hy = self.display.extent_deg
         #: model-input pixels that fall on the screen (outside it the room is dark)
-        self._on_screen = ((sx.abs() <= hx) & (sy.abs() <= hy)).float()[None, None]
+        on_screen = ((sx.abs() <= hx) & (sy.abs() <= hy)).float()[None, None]
+        self._on_screen = None if bool(on_screen.all()) else on_screen
 
     def __repr__(self) -> str:
         d = self.display
@@ -126,35 +127,59 @@ class Rig:
         rows = stimuli.meta if index is None else stimuli.meta.iloc[index]
         rgb, alpha = stimuli.images(index)
         n_px = self.model.input_size
-        vd = self.model.visual_degrees
         bg = float(self.display.background)
         premult = rgb - bg if alpha is None else alpha * (rgb - bg)
-        out = torch.empty(len(rows), 3, n_px, n_px)
         sizes = rows["size_deg"].to_numpy(dtype=float)
         pos = rows[["position_x_deg", "position_y_deg"]].to_numpy(dtype=float)
-        h, w = stimuli.shape_px
-        for size in np.unique(sizes):
-            sel = np.flatnonzero(sizes == size)
-            src = premult[sel] if len(sel) < len(rows) else premult
-            factor = (n_px / vd) / (w / size)  # model ppd / stimulus ppd
-            if factor < 1.0:  # antialias: low-pass to the model's sampling density first
-                target = (max(2, math.ceil(h * factor)), max(2, math.ceil(w * factor)))
-                src = F.interpolate(
-                    src, size=target, mode="bilinear", antialias=True, align_corners=False
-                )
-            width, height = size, size * h / w
-            theta = torch.zeros(len(sel), 2, 3)
-            theta[:, 0, 0] = vd / width
-            theta[:, 1, 1] = vd / height
-            theta[:, 0, 2] = torch.as_tensor(-2 * pos[sel, 0] / width)
-            theta[:, 1, 2] = torch.as_tensor(2 * pos[sel, 1] / height)
-            grid = F.affine_grid(theta, [len(sel), 3, n_px, n_px], align_corners=False)
-            sampled = F.grid_sample(
-                src, grid, mode="bilinear", padding_mode="zeros", align_corners=False
-            )
-            out[torch.as_tensor(sel)] = sampled
-        luminance = (out + bg).clamp_(0.0, 1.0) * self._on_screen
+        groups = np.unique(sizes)
+        if len(groups) == 1:
+            out = self._place(premult, pos, float(groups[0]))
+        else:
+            out = torch.empty(len(rows), 3, n_px, n_px)
+            for size in groups:
+                sel = np.flatnonzero(sizes == size)
+                out[torch.as_tensor(sel)] = self._place(premult[sel], pos[sel], float(size))
+        luminance = (out + bg).clamp_(0.0, 1.0)
+        if self._on_screen is not None:
+            luminance *= self._on_screen
         return luminance ** (1.0 / self.display.gamma)
+
+    def _place(self, src: torch.Tensor, pos: np.ndarray, width: float) -> torch.Tensor:
+        """Resample images ``width`` deg wide centred at ``pos`` onto the model's pixel grid."""
+        n_px, vd = self.model.input_size, self.model.visual_degrees
+        ppd = n_px / vd
+        _, _, h, w = src.shape
+        factor = ppd / (w / width)  # model ppd / stimulus ppd
+        left = (n_px - w) / 2 + pos[:, 0] * ppd
+        top = (n_px - h) / 2 - pos[:, 1] * ppd
+        if (
+            abs(factor - 1) < 1e-9
+            and np.allclose(left, left[0], atol=1e-9)
+            and np.allclose(top, top[0], atol=1e-9)
+            and abs(left[0] - round(left[0])) < 1e-6
+            and abs(top[0] - round(top[0])) < 1e-6
+        ):
+            # same pixel grid, integral offset: placing is copying (exact, no resampling)
+            out = src.new_zeros(len(src), 3, n_px, n_px)
+            x0, y0 = round(left[0]), round(top[0])
+            dx0, dy0 = max(0, x0), max(0, y0)
+            dx1, dy1 = min(n_px, x0 + w), min(n_px, y0 + h)
+            if dx1 > dx0 and dy1 > dy0:
+                out[:, :, dy0:dy1, dx0:dx1] = src[:, :, dy0 - y0 : dy1 - y0, dx0 - x0 : dx1 - x0]
+            return out
+        if factor < 1.0:  # antialias: low-pass to the model's sampling density first
+            target = (max(2, math.ceil(h * factor)), max(2, math.ceil(w * factor)))
+            src = F.interpolate(
+                src, size=target, mode="bilinear", antialias=True, align_corners=False
+            )
+        height = width * h / w
+        theta = torch.zeros(len(src), 2, 3)
+        theta[:, 0, 0] = vd / width
+        theta[:, 1, 1] = vd / height
+        theta[:, 0, 2] = torch.as_tensor(-2 * pos[:, 0] / width)
+        theta[:, 1, 2] = torch.as_tensor(2 * pos[:, 1] / height)
+        grid = F.affine_grid(theta, [len(src), 3, n_px, n_px], align_corners=False)
+        return F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
     # arrays -----------------------------------------------------------------------------
     def implant(

@@ -556,14 +556,15 @@ def from_folder(
 
 @cache
 def _sample_image(name: str) -> torch.Tensor:
-    """A skimage.data sample image as linear luminance (3, H, W) float32."""
+    """A skimage.data sample image as 8-bit pixel values, (1, 3, H, W) channels-last."""
     from skimage import data
 
     im = np.asarray(getattr(data, name)())
     if im.ndim == 2:
         im = np.repeat(im[..., None], 3, axis=-1)
-    t = torch.from_numpy(im[..., :3].astype(np.float32) / 255.0).permute(2, 0, 1)
-    return (t**IMAGE_GAMMA).contiguous()
+    return torch.from_numpy(np.ascontiguousarray(im[..., :3], dtype=np.uint8)).permute(2, 0, 1)[
+        None
+    ]
 
 
 def natural(
@@ -587,39 +588,33 @@ def natural(
     x, y = check_position_deg(position_deg)
     shape = _shape_for(size_deg, _check_ppd(ppd))
     rng = np.random.default_rng(seed)
-    sizes = {name: tuple(_sample_image(name).shape[1:]) for name in NATURAL_IMAGES}
-    names = rng.choice(len(NATURAL_IMAGES), size=n)
-    rows = []
-    for k in names:
-        name = NATURAL_IMAGES[int(k)]
+    sizes = {name: tuple(_sample_image(name).shape[2:]) for name in NATURAL_IMAGES}
+    rows: dict[tuple, None] = {}  # insertion-ordered set: n distinct crops
+    while len(rows) < n:
+        name = NATURAL_IMAGES[int(rng.integers(len(NATURAL_IMAGES)))]
         h, w = sizes[name]
         side = int(rng.integers(min(min_crop_px, min(h, w)), min(h, w) + 1))
         top = int(rng.integers(0, h - side + 1))
         left = int(rng.integers(0, w - side + 1))
-        rows.append((name, top, left, side, bool(rng.integers(0, 2))))
-    table = pd.DataFrame(rows, columns=["source", "top", "left", "crop_px", "flip"])
-    table.insert(0, "position_y_deg", y)
-    table.insert(0, "position_x_deg", x)
-    table.insert(0, "size_deg", size_deg)
+        rows[(name, top, left, side, bool(rng.integers(0, 2)))] = None
+    table = pd.DataFrame(list(rows), columns=["source", "top", "left", "crop_px", "flip"])
+    table.insert(0, "stimulus_id", _stimulus_ids("natural", table))
+    table.insert(1, "size_deg", size_deg)
+    table.insert(2, "position_x_deg", x)
+    table.insert(3, "position_y_deg", y)
     table["seed"] = int(seed)
-    table.insert(
-        0,
-        "stimulus_id",
-        _stimulus_ids(
-            "natural", table.drop(columns=["seed", "size_deg", "position_x_deg", "position_y_deg"])
-        ),
-    )
-    table = table.drop_duplicates("stimulus_id").reset_index(drop=True)
 
     def render(rows: pd.DataFrame):
-        out = torch.empty(len(rows), 3, *shape)
+        # crop, mirror and resize the 8-bit photograph (torch's fast uint8 antialiased path;
+        # resizing in pixel values, as image pipelines do), then linearise
+        out = torch.empty(len(rows), 3, *shape, dtype=torch.uint8)
         for k, r in enumerate(rows.itertuples(index=False)):
-            img = _sample_image(r.source)
-            crop = img[:, r.top : r.top + r.crop_px, r.left : r.left + r.crop_px]
-            crop = F.interpolate(
-                crop[None], size=shape, mode="bilinear", antialias=True, align_corners=False
-            )[0]
-            out[k] = crop.flip(-1) if r.flip else crop
-        return out, None
+            crop = _sample_image(r.source)[
+                :, :, r.top : r.top + r.crop_px, r.left : r.left + r.crop_px
+            ]
+            if r.flip:
+                crop = crop.flip(-1)
+            out[k] = F.interpolate(crop, size=shape, mode="bilinear", antialias=True)[0]
+        return out.float().div_(255.0).pow_(IMAGE_GAMMA), None
 
-    return StimulusSet(table, shape, render, "natural", "natural-v1")
+    return StimulusSet(table, shape, render, "natural", "natural-v2")

@@ -221,3 +221,19 @@ def test_rig_validates(tiny):
         lab.Rig("tiny")
     with pytest.raises(ValueError, match="fixation_deg"):
         lab.Rig(tiny, fixation_deg=(0, float("nan")))
+
+
+def test_pixel_aligned_placement_equals_resampling(tiny_rig):
+    # a full-field image at the model's resolution is copied, not resampled; the result must
+    # equal what bilinear resampling gives (a 1e-9 deg shift forces the resampling path)
+    rng = np.random.default_rng(0)
+    img = rng.random((2, 32, 32, 3)).astype(np.float32)
+    exact = tiny_rig.present(stimuli.from_arrays(img, size_deg=8, encoding="linear"))
+    shifted = tiny_rig.present(
+        stimuli.from_arrays(img, size_deg=8, position_deg=(1e-9, 0), encoding="linear")
+    )
+    assert torch.allclose(exact, shifted, atol=1e-4)
+    one_px = tiny_rig.present(
+        stimuli.from_arrays(img, size_deg=8, position_deg=(0.25, 0), encoding="linear")
+    )
+    assert torch.allclose(one_px[..., 1:], exact[..., :-1], atol=1e-6)  # shifted right 1 px

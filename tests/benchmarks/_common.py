@@ -1,0 +1,52 @@
+"""Helpers shared by the benchmark scripts (not a test module)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+
+def best_of(fn: Callable[[], object], repeats: int) -> float:
+    """Best wall time in seconds over ``repeats`` calls (after one warm-up call)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def raw_truncated_forward(model, images: torch.Tensor, layer: str, batch_size: int) -> None:
+    """Baseline: plain torch, the network's own modules called up to ``layer``, no hooks.
+
+    Works for the project's EfficientNet-Lite0 (``_blocks.N``) and TinyNet (``v1``..``it``).
+    """
+    net = model.network
+    mean, std = model._mean, model._std
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            x = images[start : start + batch_size]
+            x = ((x - mean) / std).contiguous(memory_format=torch.channels_last)
+            if layer.startswith("_blocks."):
+                k = int(layer.split(".")[1])
+                x = torch.nn.functional.relu6(net._bn0(net._conv_stem(x)))
+                for block in net._blocks[: k + 1]:
+                    x = block(x)
+            else:
+                for name in ("v1", "v2", "v4", "it"):
+                    x = getattr(net, name)(x)
+                    if name == layer:
+                        break
+            x.reshape(len(x), -1).float().cpu()
+
+
+def write_result(path: str | None, result: dict) -> None:
+    text = json.dumps(result, indent=2)
+    print(text)
+    if path:
+        Path(path).write_text(text)
