@@ -1,0 +1,28 @@
+"""Benchmarks in quick smoke mode: they run and report numbers (no timing assertions)."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).parent
+
+
+def _load(name: str):
+    sys.path.insert(0, str(HERE))
+    spec = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_record_quick(tmp_path):
+    result = _load("bench_record").main(["--quick", "--json", str(tmp_path / "r.json")])
+    for region in ("V1", "V2", "V4", "IT"):
+        r = result["regions"][region]
+        assert r["record_img_per_s"] > 0 and r["raw_torch_img_per_s"] > 0
+    assert (tmp_path / "r.json").exists()
+
+
+def test_bench_memory_quick():
+    result = _load("bench_memory").main(["--quick"])
+    assert result["small"]["peak_rss_mb"] > 0 and result["large"]["n"] == 500
