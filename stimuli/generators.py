@@ -42,6 +42,8 @@ NATURAL_IMAGES = (
     "moon",
     "rocket",
 )
+#: bump when natural() renders differently (unit calibrations cached on it depend on it)
+NATURAL_VERSION = "natural-v2"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
@@ -617,4 +619,4 @@ def natural(
             out[k] = F.interpolate(crop, size=shape, mode="bilinear", antialias=True)[0]
         return out.float().div_(255.0).pow_(IMAGE_GAMMA), None
 
-    return StimulusSet(table, shape, render, "natural", "natural-v2")
+    return StimulusSet(table, shape, render, "natural", NATURAL_VERSION)

@@ -183,8 +183,8 @@ def test_record_determinism_and_seed(tiny_rig):
 
 
 def test_poisson_mean_matches_rates(tiny_rig):
-    arr = tiny_rig.implant("V1", n_sites=16, at_deg=(0, 0))
-    g = stimuli.gratings(size_deg=4, orientation_deg=[0, 45, 90, 135], sf_cpd=1)
+    arr = tiny_rig.implant("V1", n_sites=32, at_deg=(0, 0))
+    g = stimuli.gratings(size_deg=4, orientation_deg=range(0, 180, 22), sf_cpd=1)
     rates = tiny_rig.record(g, arr, progress=False).values[:, :, 0]
     repeats = 400
     rec = tiny_rig.record(g, arr, repeats=repeats, noise="poisson", seed=0, progress=False)
@@ -194,7 +194,8 @@ def test_poisson_mean_matches_rates(tiny_rig):
     se = np.sqrt(rates / duration / repeats)
     live = rates > 0
     z = (mean[live] - rates[live]) / se[live]
-    assert (np.abs(z) <= 3).mean() >= 0.99
+    assert live.sum() > 100
+    assert (np.abs(z) <= 3).mean() >= 0.98  # expected 0.997 under the normal approximation
     assert abs(z.mean()) < 3 / np.sqrt(live.sum())  # no bias overall
     # Poisson: variance of the rate estimate = rate / duration (Fano factor 1)
     var = obs.var(axis=1, ddof=1)

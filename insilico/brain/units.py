@@ -98,8 +98,16 @@ def cache_dir() -> Path:
 
 
 def _cache_key(model: BrainModel, rc: RegionCommitment) -> str:
+    from stimuli.generators import NATURAL_VERSION
+
     blob = json.dumps(
-        {"v": METHOD_VERSION, "model": model.identity(), "region": rc.__dict__}, sort_keys=True
+        {
+            "v": METHOD_VERSION,
+            "calibration": NATURAL_VERSION,
+            "model": model.identity(),
+            "region": rc.__dict__,
+        },
+        sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 

@@ -38,7 +38,9 @@ def run(model: str, n: int, region: str, workdir: str) -> dict:
     out = os.path.join(workdir, f"rec_{n}.zarr")
     proc = subprocess.run(
         [sys.executable, "-c", CHILD, model, str(n), out, region],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
