@@ -21,7 +21,7 @@ the weights default to the ``.pth`` shipped inside ``efficientnet-lite0-pytorch-
 Run it with the peer venv's python::
 
     /work/peers/brainscore/bin/python tests/benchmarks/peer_brainscore.py \\
-        --images /tmp/bench_pngs --layer _blocks.3 --batch-size 64 --threads 2 --repeats 3
+        --images /tmp/bench_pngs_224 --layer _blocks.3 --batch-size 64 --threads 2 --repeats 3
 
 Brain-Score's on-disk activation cache (``result_caching.store_xarray`` on
 ``_from_paths_stored``) is only used when both a model identifier and a stimuli identifier are
