@@ -125,13 +125,28 @@ class Rig:
         if not isinstance(stimuli, StimulusSet):
             raise TypeError(f"stimuli must be a StimulusSet, got {type(stimuli).__name__}")
         rows = stimuli.meta if index is None else stimuli.meta.iloc[index]
-        rgb, alpha = stimuli.images(index)
+        rendered = stimuli.render(index)
         n_px = self.model.input_size
-        bg = float(self.display.background)
-        premult = rgb - bg if alpha is None else alpha * (rgb - bg)
+        gamma = self.display.gamma
         sizes = rows["size_deg"].to_numpy(dtype=float)
         pos = rows[["position_x_deg", "position_y_deg"]].to_numpy(dtype=float)
         groups = np.unique(sizes)
+        if (
+            len(groups) == 1
+            and rendered.alpha is None
+            and self._on_screen is None
+            and self._pixel_offset(pos, float(groups[0]), *stimuli.shape_px) == (0, 0)
+            and stimuli.shape_px == (n_px, n_px)
+        ):  # the stimuli exactly fill the field of view: presenting is re-encoding
+            values = rendered.values.float().clamp(0.0, 1.0)
+            if rendered.gamma == gamma:
+                return values
+            return (values if rendered.gamma is None else values.pow_(rendered.gamma)).pow_(
+                1 / gamma
+            )
+        bg = float(self.display.background)
+        rgb = rendered.linear()
+        premult = rgb - bg if rendered.alpha is None else rendered.alpha * (rgb - bg)
         if len(groups) == 1:
             out = self._place(premult, pos, float(groups[0]))
         else:
@@ -142,7 +157,24 @@ class Rig:
         luminance = (out + bg).clamp_(0.0, 1.0)
         if self._on_screen is not None:
             luminance *= self._on_screen
-        return luminance ** (1.0 / self.display.gamma)
+        return luminance.pow_(1.0 / gamma)
+
+    def _pixel_offset(
+        self, pos: np.ndarray, width: float, h: int, w: int
+    ) -> tuple[int, int] | None:
+        """(column, row) of the images' top-left corner on the model's pixel grid when they
+        share the model's pixels per degree and sit at one integral offset; else None."""
+        n_px = self.model.input_size
+        ppd = n_px / self.model.visual_degrees
+        left = (n_px - w) / 2 + pos[:, 0] * ppd
+        top = (n_px - h) / 2 - pos[:, 1] * ppd
+        x0, y0 = round(float(left[0])), round(float(top[0]))
+        aligned = (
+            abs(ppd / (w / width) - 1) < 1e-9
+            and np.allclose(left, x0, atol=1e-6)
+            and np.allclose(top, y0, atol=1e-6)
+        )
+        return (x0, y0) if aligned else None
 
     def _place(self, src: torch.Tensor, pos: np.ndarray, width: float) -> torch.Tensor:
         """Resample images ``width`` deg wide centred at ``pos`` onto the model's pixel grid."""
@@ -150,18 +182,10 @@ class Rig:
         ppd = n_px / vd
         _, _, h, w = src.shape
         factor = ppd / (w / width)  # model ppd / stimulus ppd
-        left = (n_px - w) / 2 + pos[:, 0] * ppd
-        top = (n_px - h) / 2 - pos[:, 1] * ppd
-        if (
-            abs(factor - 1) < 1e-9
-            and np.allclose(left, left[0], atol=1e-9)
-            and np.allclose(top, top[0], atol=1e-9)
-            and abs(left[0] - round(left[0])) < 1e-6
-            and abs(top[0] - round(top[0])) < 1e-6
-        ):
-            # same pixel grid, integral offset: placing is copying (exact, no resampling)
+        offset = self._pixel_offset(pos, width, h, w)
+        if offset is not None:  # same pixel grid: placing is copying (exact, no resampling)
             out = src.new_zeros(len(src), 3, n_px, n_px)
-            x0, y0 = round(left[0]), round(top[0])
+            x0, y0 = offset
             dx0, dy0 = max(0, x0), max(0, y0)
             dx1, dy1 = min(n_px, x0 + w), min(n_px, y0 + h)
             if dx1 > dx0 and dy1 > dy0:
@@ -354,15 +378,12 @@ class Rig:
         )
         for lo in range(start, n, batch_size):
             idx = np.arange(lo, min(lo + batch_size, n))
-            images = self.present(stimuli, idx)
-            rates = self._rates(images, resolved)
-            part = self._batch_array(
-                rates.float().cpu().numpy(), idx, meta, neuroid_coords, bins, repeats, noise, seed
-            )
+            rates = self._rates(self.present(stimuli, idx), resolved).float().cpu().numpy()
+            values = self._noisy(rates, idx, bins, repeats, noise, seed)
             if writer is None:
-                parts.append(part)
+                parts.append(values)
             else:
-                writer.append(part)
+                writer.append(self._recording(values, idx, meta, neuroid_coords, bins, repeats))
             bar.update(len(idx))
         bar.close()
         attrs = {
@@ -384,21 +405,21 @@ class Rig:
         }
         if writer is not None:
             return writer.finish(attrs)
-        rec = xr.concat(parts, dim="presentation") if len(parts) > 1 else parts[0]
+        values = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        rec = self._recording(values, np.arange(n), meta, neuroid_coords, bins, repeats)
         rec.attrs = recordings.json_attrs(attrs)
         return rec
 
     @staticmethod
-    def _batch_array(
+    def _noisy(
         rates: np.ndarray,
         idx: np.ndarray,
-        meta: pd.DataFrame,
-        neuroid_coords: dict,
         bins: np.ndarray,
         repeats: int,
         noise: str | None,
         seed: int,
-    ) -> xr.DataArray:
+    ) -> np.ndarray:
+        """(stimuli, neuroids) rates -> (stimuli * repeats, neuroids, time bins) responses."""
         n, k = rates.shape
         t = len(bins)
         expected = np.broadcast_to(rates[:, None, :, None], (n, repeats, k, t))
@@ -411,7 +432,18 @@ class Rig:
                 values[j] = counts / duration_s
         else:
             values = np.ascontiguousarray(expected, dtype=np.float32)
-        values = values.reshape(n * repeats, k, t)
+        return values.reshape(n * repeats, k, t)
+
+    @staticmethod
+    def _recording(
+        values: np.ndarray,
+        idx: np.ndarray,
+        meta: pd.DataFrame,
+        neuroid_coords: dict,
+        bins: np.ndarray,
+        repeats: int,
+    ) -> xr.DataArray:
+        """Responses of stimuli ``idx`` (each ``repeats`` times) as a lab recording."""
         rows = meta.iloc[idx]
         pres = {}
         for name in rows.columns:
@@ -419,7 +451,7 @@ class Rig:
             if col.dtype == object:
                 col = as_string_array(col)
             pres[name] = ("presentation", col)
-        pres["repetition"] = ("presentation", np.tile(np.arange(repeats), n))
+        pres["repetition"] = ("presentation", np.tile(np.arange(repeats), len(idx)))
         pres["stimulus_index"] = ("presentation", np.repeat(idx, repeats))
         coords = {
             **pres,

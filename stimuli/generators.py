@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from stimuli.stimulus_set import StimulusSet, check_position_deg, check_size_deg
+from stimuli.stimulus_set import Rendered, StimulusSet, check_position_deg, check_size_deg
 
 DEFAULT_PPD = 32.0
 #: gamma used to linearise 8-bit images (sRGB is close to a 2.2 power law)
@@ -134,7 +134,7 @@ def _grating_renderer(shape_px: tuple[int, int]):
         if "sigma_deg" in rows:
             wave = wave * torch.exp(-(x**2 + y**2) / (2 * _col(rows, "sigma_deg") ** 2))
         lum = _col(rows, "mean") * (1 + _col(rows, "contrast") * wave)
-        return _rgb(lum), _aperture(rows, x, y)
+        return Rendered(_rgb(lum), _aperture(rows, x, y))
 
     return render
 
@@ -267,7 +267,7 @@ def blank(
 
     def render(rows: pd.DataFrame):
         lum = _col(rows, "luminance").expand(-1, *shape)
-        return _rgb(lum), None
+        return Rendered(_rgb(lum))
 
     return StimulusSet(table, shape, render, "blank", "blank-v1")
 
@@ -344,7 +344,7 @@ def white_noise(
         if checks != shape[1]:
             z = F.interpolate(z, size=shape, mode="nearest")
         lum = _col(rows, "mean")[:, None] * (1 + _col(rows, "contrast")[:, None] * z)
-        return lum.expand(-1, 3, -1, -1).contiguous(), None
+        return Rendered(lum.expand(-1, 3, -1, -1).contiguous())
 
     return StimulusSet(table, shape, render, "white_noise", "white-v1")
 
@@ -387,7 +387,7 @@ def pink_noise(
         img = torch.fft.irfft2(spec, s=shape)
         img = img / img.std(dim=(-2, -1), keepdim=True).clamp(min=1e-8)
         lum = _col(rows, "mean")[:, None] * (1 + _col(rows, "contrast")[:, None] * img)
-        return lum.expand(-1, 3, -1, -1).contiguous(), None
+        return Rendered(lum.expand(-1, 3, -1, -1).contiguous())
 
     return StimulusSet(table, shape, render, "pink_noise", "pink-v1")
 
@@ -420,10 +420,8 @@ def _validate_images(images: Any, source: str) -> np.ndarray:
     return arr.astype(np.float32)
 
 
-def _linearise(values: torch.Tensor, encoding: str) -> torch.Tensor:
-    if encoding == "linear":
-        return values
-    return values.clamp(0, 1) ** IMAGE_GAMMA
+def _encoded(values: torch.Tensor, encoding: str) -> Rendered:
+    return Rendered(values, None, None if encoding == "linear" else IMAGE_GAMMA)
 
 
 def _check_encoding(encoding: str) -> str:
@@ -476,7 +474,7 @@ def from_arrays(
     data = torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
 
     def render(rows: pd.DataFrame):
-        return _linearise(data[torch.tensor(rows["_row"].to_numpy())], encoding), None
+        return _encoded(data[torch.tensor(rows["_row"].to_numpy())], encoding)
 
     return StimulusSet(table, (h, w), render, "arrays", f"arrays-{digest}-{encoding}")
 
@@ -550,7 +548,7 @@ def from_folder(
 
     def render(rows: pd.DataFrame):
         arr = np.stack([_load_image(Path(p), shape) for p in rows["path"]])
-        return _linearise(torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous(), encoding), None
+        return _encoded(torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous(), encoding)
 
     stamp = ";".join(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
     return StimulusSet(table, shape, render, "folder", f"folder-{stamp}-{encoding}")
@@ -608,7 +606,7 @@ def natural(
 
     def render(rows: pd.DataFrame):
         # crop, mirror and resize the 8-bit photograph (torch's fast uint8 antialiased path;
-        # resizing in pixel values, as image pipelines do), then linearise
+        # resizing in pixel values, as image pipelines do); they stay encoded until needed
         out = torch.empty(len(rows), 3, *shape, dtype=torch.uint8)
         for k, r in enumerate(rows.itertuples(index=False)):
             crop = _sample_image(r.source)[
@@ -617,6 +615,6 @@ def natural(
             if r.flip:
                 crop = crop.flip(-1)
             out[k] = F.interpolate(crop, size=shape, mode="bilinear", antialias=True)[0]
-        return out.float().div_(255.0).pow_(IMAGE_GAMMA), None
+        return Rendered(out.float().div_(255.0), None, IMAGE_GAMMA)
 
     return StimulusSet(table, shape, render, "natural", NATURAL_VERSION)

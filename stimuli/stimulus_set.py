@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -14,8 +14,26 @@ import torch
 #: columns every stimulus table has (one row per stimulus)
 BASE_COLUMNS = ("stimulus_id", "size_deg", "position_x_deg", "position_y_deg")
 
-#: a renderer turns table rows into (rgb (n,3,H,W), alpha (n,1,H,W) or None), linear luminance
-Renderer = Callable[[pd.DataFrame], tuple[torch.Tensor, torch.Tensor | None]]
+
+class Rendered(NamedTuple):
+    """A rendered batch: ``values`` (n, 3, H, W) in [0, 1], ``alpha`` (n, 1, H, W) or None.
+
+    ``gamma`` None means ``values`` are linear luminance; a number means they are pixel
+    values whose luminance is ``values ** gamma`` (8-bit images stay encoded until needed).
+    """
+
+    values: torch.Tensor
+    alpha: torch.Tensor | None = None
+    gamma: float | None = None
+
+    def linear(self) -> torch.Tensor:
+        """Linear luminance in [0, 1]."""
+        v = self.values.float().clamp(0.0, 1.0)
+        return v if self.gamma is None else v.pow_(self.gamma)
+
+
+#: a renderer turns table rows into a Rendered batch
+Renderer = Callable[[pd.DataFrame], Rendered]
 
 
 def check_size_deg(size_deg: Any, name: str = "size_deg") -> float:
@@ -139,9 +157,13 @@ class StimulusSet:
         self, index: slice | Sequence[int] | np.ndarray | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Render stimuli ``index`` (default all): rgb ``(n,3,H,W)``, alpha ``(n,1,H,W)|None``."""
+        out = self.render(index)
+        return out.linear(), out.alpha
+
+    def render(self, index: slice | Sequence[int] | np.ndarray | None = None) -> Rendered:
+        """Render stimuli ``index`` as the renderer makes them (maybe still gamma-encoded)."""
         rows = self.meta if index is None else self.meta.iloc[index]
-        rgb, alpha = self._renderer(rows)
-        return rgb.float().clamp_(0.0, 1.0), alpha
+        return self._renderer(rows)
 
     def with_position(self, position_deg: tuple[float, float]) -> StimulusSet:
         """The same images centred at ``position_deg`` (x, y) degrees."""

@@ -11,6 +11,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from insilico.brain.allocator import tune_allocator
 from insilico.brain.commitments import Commitment, RegionCommitment
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ class BrainModel:
         brain_like: bool = True,
         device: str | torch.device = "cpu",
     ) -> None:
+        tune_allocator()
         self.network = network.eval()
         for p in self.network.parameters():
             p.requires_grad_(False)
