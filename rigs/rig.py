@@ -33,6 +33,7 @@ class _Target:
     layer: str
     units: np.ndarray
     sites: np.ndarray  # site number per unit, -1 when not recorded through an array
+    whole: bool = False  # all units of the region, in table order
 
 
 def _package_version() -> str:
@@ -238,7 +239,7 @@ class Rig:
         if isinstance(targets, str):
             ru = model.region_units(targets)
             n = len(ru.table)
-            return [_Target(targets, ru.layer, np.arange(n), np.full(n, -1))]
+            return [_Target(targets, ru.layer, np.arange(n), np.full(n, -1), whole=True)]
         if isinstance(targets, list | tuple | np.ndarray) and len(targets) > 0:
             if all(isinstance(t, SiteArray | str) for t in targets) and not all(
                 isinstance(t, str) and t.count(".") == 3 for t in targets
@@ -300,13 +301,13 @@ class Rig:
 
     def _rates(self, images: torch.Tensor, resolved: list[_Target]) -> torch.Tensor:
         acts = self.model.activations(images, [t.layer for t in resolved])
-        return torch.cat(
-            [
-                self.model.rates(t.region, self.model.gather(acts[t.layer], t.units))
-                for t in resolved
-            ],
-            dim=1,
-        )
+        parts = [
+            self.model.rates(
+                t.region, self.model.gather(acts[t.layer], None if t.whole else t.units)
+            )
+            for t in resolved
+        ]
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
     def record(
         self,
@@ -367,8 +368,11 @@ class Rig:
         start = 0 if writer is None else writer.done // repeats
         if writer is not None and writer.complete:
             return recordings.open(writer.path)
-        parts = []
         n = len(stimuli)
+        n_neuroids = len(neuroid_coords["neuroid_id"][1])
+        values = None
+        if writer is None:  # filled batch by batch: no copy at the end
+            values = np.empty((n * repeats, n_neuroids, len(bins)), dtype=np.float32)
         bar = tqdm(
             total=n,
             initial=start,
@@ -379,11 +383,11 @@ class Rig:
         for lo in range(start, n, batch_size):
             idx = np.arange(lo, min(lo + batch_size, n))
             rates = self._rates(self.present(stimuli, idx), resolved).float().cpu().numpy()
-            values = self._noisy(rates, idx, bins, repeats, noise, seed)
+            batch = self._noisy(rates, idx, bins, repeats, noise, seed)
             if writer is None:
-                parts.append(values)
+                values[lo * repeats : (lo + len(idx)) * repeats] = batch
             else:
-                writer.append(self._recording(values, idx, meta, neuroid_coords, bins, repeats))
+                writer.append(self._recording(batch, idx, meta, neuroid_coords, bins, repeats))
             bar.update(len(idx))
         bar.close()
         attrs = {
@@ -405,7 +409,6 @@ class Rig:
         }
         if writer is not None:
             return writer.finish(attrs)
-        values = np.concatenate(parts) if len(parts) > 1 else parts[0]
         rec = self._recording(values, np.arange(n), meta, neuroid_coords, bins, repeats)
         rec.attrs = recordings.json_attrs(attrs)
         return rec

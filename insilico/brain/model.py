@@ -234,11 +234,16 @@ class BrainModel:
         """Activation of ``region``'s units -> firing rate in spikes/s."""
         rc = self.region(region)
         scale = self.region_units(region).rate_scale
-        rate = rc.baseline_hz + (rc.max_hz - rc.baseline_hz) * activation / scale
-        return rate.clamp(min=0.0)
+        gain = (rc.max_hz - rc.baseline_hz) / scale
+        return activation.mul(gain).add_(rc.baseline_hz).clamp_(min=0.0)
 
-    def gather(self, activation: torch.Tensor, units: np.ndarray | Sequence[int]) -> torch.Tensor:
-        """Select flat unit indices (channel-major, as in the unit table) from a feature map."""
+    def gather(
+        self, activation: torch.Tensor, units: np.ndarray | Sequence[int] | None
+    ) -> torch.Tensor:
+        """Select flat unit indices (channel-major, as in the unit table) from a feature map;
+        ``units=None`` takes them all."""
         flat = activation.reshape(activation.shape[0], -1)
+        if units is None:
+            return flat
         index = torch.tensor(np.asarray(units, dtype=np.int64), device=flat.device)
         return flat.index_select(1, index)
