@@ -261,38 +261,35 @@ class Rig:
         )
 
     def _neuroid_coords(self, targets: list[_Target]) -> dict[str, tuple[str, np.ndarray]]:
-        parts = []
+        """The neuroid coordinates (DESIGN.md) of the targeted units, in target order."""
+        numeric = (
+            "channel",
+            "row",
+            "col",
+            "rf_x_deg",
+            "rf_y_deg",
+            "rf_size_deg",
+            "tissue_x_mm",
+            "tissue_y_mm",
+        )
+        columns: dict[str, list[np.ndarray]] = {
+            name: [] for name in ("neuroid_id", "region", "layer", *numeric, "site")
+        }
         for t in targets:
             ru = self.model.region_units(t.region)
-            rows = ru.table.iloc[t.units]
-            parts.append(
-                pd.DataFrame(
-                    {
-                        "neuroid_id": ru.neuroid_ids(t.units),
-                        "region": t.region,
-                        "layer": t.layer,
-                        "channel": rows["channel"].to_numpy(),
-                        "row": rows["row"].to_numpy(),
-                        "col": rows["col"].to_numpy(),
-                        "rf_x_deg": rows["rf_x_deg"].to_numpy(),
-                        "rf_y_deg": rows["rf_y_deg"].to_numpy(),
-                        "rf_size_deg": rows["rf_size_deg"].to_numpy(),
-                        "tissue_x_mm": rows["tissue_x_mm"].to_numpy(),
-                        "tissue_y_mm": rows["tissue_y_mm"].to_numpy(),
-                        "site": t.sites,
-                    }
-                )
-            )
-        table = pd.concat(parts, ignore_index=True)
-        if table["neuroid_id"].duplicated().any():
-            dup = table["neuroid_id"][table["neuroid_id"].duplicated()].iloc[0]
-            raise ValueError(f"neuroid {dup!r} is targeted twice")
-        coords = {}
-        for name in table.columns:
-            values = table[name].to_numpy()
-            if values.dtype == object:
-                values = as_string_array(values)
-            coords[name] = ("neuroid", values)
+            units = slice(None) if t.whole else t.units
+            columns["neuroid_id"].append(ru.neuroid_ids(np.arange(len(ru.table))[units]))
+            columns["region"].append(as_string_array([t.region] * len(t.units)))
+            columns["layer"].append(as_string_array([t.layer] * len(t.units)))
+            for name in numeric:
+                columns[name].append(ru.table[name].to_numpy()[units])
+            columns["site"].append(t.sites)
+        coords = {name: ("neuroid", np.concatenate(parts)) for name, parts in columns.items()}
+        ids = coords["neuroid_id"][1]
+        if len(targets) > 1 or not targets[0].whole:
+            unique, counts = np.unique(ids.astype(object), return_counts=True)
+            if (counts > 1).any():
+                raise ValueError(f"neuroid {unique[counts > 1][0]!r} is targeted twice")
         return coords
 
     def rates(self, images: torch.Tensor, targets: Any) -> torch.Tensor:

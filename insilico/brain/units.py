@@ -24,7 +24,7 @@ import json
 import math
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,6 +34,7 @@ import torch
 from tqdm.auto import tqdm
 
 from insilico.brain.commitments import RegionCommitment
+from recordings.format import as_string_array
 
 if TYPE_CHECKING:
     from insilico.brain.model import BrainModel
@@ -63,14 +64,19 @@ class RegionUnits:
     rate_scale: float
     rf_method: str
     sheet_extent_mm: tuple[float, float]
+    _ids: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def neuroid_ids(self, units: np.ndarray) -> np.ndarray:
-        """Ids ``REGION.channel.row.col`` for flat unit indices."""
-        _c, h, w = self.shape
-        units = np.asarray(units, dtype=np.int64)
-        ch, rem = np.divmod(units, h * w)
-        r, col = np.divmod(rem, w)
-        return np.array([f"{self.region}.{a}.{b}.{d}" for a, b, d in zip(ch, r, col)], dtype=object)
+        """Ids ``REGION.channel.row.col`` for flat unit indices (variable-length strings)."""
+        if self._ids is None:  # formatted once per region, then indexed
+            t = self.table
+            self._ids = as_string_array(
+                [
+                    f"{self.region}.{a}.{b}.{d}"
+                    for a, b, d in zip(t["channel"].tolist(), t["row"].tolist(), t["col"].tolist())
+                ]
+            )
+        return self._ids[np.asarray(units, dtype=np.int64)]
 
     def units_of(self, neuroid_ids: np.ndarray | list[str]) -> np.ndarray:
         """Flat unit indices of ``REGION.channel.row.col`` ids (clear error on a bad id)."""

@@ -21,6 +21,21 @@ def best_of(fn: Callable[[], object], repeats: int) -> float:
     return min(times)
 
 
+def paired(fn_a: Callable[[], object], fn_b: Callable[[], object], repeats: int) -> dict:
+    """Time two jobs alternately (a, b, a, b, ...) after a warm-up of each, so that drifts in
+    machine speed hit both; returns best times and the median of the per-pair ratios a/b."""
+    fn_a()
+    fn_b()
+    ta, tb = [], []
+    for _ in range(repeats):
+        for fn, out in ((fn_a, ta), (fn_b, tb)):
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+    ratios = sorted(a / b for a, b in zip(ta, tb))
+    return {"a_best_s": min(ta), "b_best_s": min(tb), "median_ratio": ratios[len(ratios) // 2]}
+
+
 def raw_truncated_forward(model, images: torch.Tensor, layer: str, batch_size: int) -> None:
     """Baseline: plain torch, the network's own modules called up to ``layer``, no hooks.
 
