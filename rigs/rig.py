@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 import recordings
 from insilico.brain import BrainModel
-from recordings.format import as_string_array
+from recordings.format import NEUROID_COORDS, as_string_array
 from rigs.arrays import UTAH_PITCH_MM, SiteArray, implant
 from stimuli import Display, StimulusSet
 from stimuli.stimulus_set import check_position_deg
@@ -262,16 +262,8 @@ class Rig:
 
     def _neuroid_coords(self, targets: list[_Target]) -> dict[str, tuple[str, np.ndarray]]:
         """The neuroid coordinates (DESIGN.md) of the targeted units, in target order."""
-        numeric = (
-            "channel",
-            "row",
-            "col",
-            "rf_x_deg",
-            "rf_y_deg",
-            "rf_size_deg",
-            "tissue_x_mm",
-            "tissue_y_mm",
-        )
+        labels = ("neuroid_id", "region", "layer", "site")
+        numeric = [name for name in NEUROID_COORDS if name not in labels]
         columns: dict[str, list[np.ndarray]] = {
             name: [] for name in ("neuroid_id", "region", "layer", *numeric, "site")
         }

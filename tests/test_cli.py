@@ -12,31 +12,11 @@ def test_models(capsys):
 
 def test_record_and_summary(tmp_path, capsys):
     out = tmp_path / "v1.zarr"
-    argv = [
-        "record",
-        "--model",
-        "tiny",
-        "--region",
-        "V1",
-        "--sites",
-        "9",
-        "--at-deg=1,-1",
-        "--stimuli",
-        "gratings",
-        "--set",
-        "size_deg=3",
-        "--set",
-        "position_deg=1,-1",
-        "--set",
-        "orientation_deg=0:180:45",
-        "--repeats",
-        "2",
-        "--noise",
-        "poisson",
-        "--out",
-        str(out),
-        "--quiet",
-    ]
+    argv = (
+        "record --model tiny --region V1 --sites 9 --at-deg=1,-1 --stimuli gratings "
+        "--set size_deg=3 --set position_deg=1,-1 --set orientation_deg=0:180:45 "
+        "--repeats 2 --noise poisson --quiet --out"
+    ).split() + [str(out)]
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "8 presentations x 9 neuroids" in text
@@ -46,117 +26,24 @@ def test_record_and_summary(tmp_path, capsys):
     assert main(argv) == 0
 
 
+RECORD = "record --model tiny --region V1 --stimuli gratings --out x.zarr --set size_deg=2"
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (
-            [
-                "record",
-                "--model",
-                "nope",
-                "--region",
-                "V1",
-                "--stimuli",
-                "gratings",
-                "--set",
-                "size_deg=2",
-                "--out",
-                "x.zarr",
-            ],
-            "unknown model 'nope'; known models:",
-        ),
-        (
-            [
-                "record",
-                "--model",
-                "tiny",
-                "--region",
-                "MT",
-                "--stimuli",
-                "gratings",
-                "--set",
-                "size_deg=2",
-                "--out",
-                "x.zarr",
-            ],
-            "no region 'MT'",
-        ),
-        (
-            [
-                "record",
-                "--model",
-                "tiny",
-                "--region",
-                "V1",
-                "--stimuli",
-                "gratings",
-                "--set",
-                "size_deg=-2",
-                "--out",
-                "x.zarr",
-            ],
-            "size_deg must be a positive",
-        ),
-        (
-            [
-                "record",
-                "--model",
-                "tiny",
-                "--region",
-                "V1",
-                "--stimuli",
-                "gratings",
-                "--set",
-                "size_deg=2",
-                "--set",
-                "position_deg=30,0",
-                "--out",
-                "x.zarr",
-            ],
-            "outside the model's field of view",
-        ),
-        (
-            [
-                "record",
-                "--model",
-                "tiny",
-                "--region",
-                "V1",
-                "--stimuli",
-                "folder",
-                "--set",
-                "path=/no/such/dir",
-                "--set",
-                "size_deg=2",
-                "--out",
-                "x.zarr",
-            ],
-            "does not exist",
-        ),
-        (
-            [
-                "record",
-                "--model",
-                "tiny",
-                "--region",
-                "V1",
-                "--stimuli",
-                "gratings",
-                "--set",
-                "size_deg=2",
-                "--set",
-                "bogus=1",
-                "--out",
-                "x.zarr",
-            ],
-            "bogus",
-        ),
-        (["demo", "--at-deg", "a,b"], "--at-deg must be two numbers"),
+        (RECORD.replace("tiny", "nope"), "unknown model 'nope'; known models:"),
+        (RECORD.replace("V1", "MT"), "no region 'MT'"),
+        (RECORD.replace("size_deg=2", "size_deg=-2"), "size_deg must be a positive"),
+        (RECORD + " --set position_deg=30,0", "outside the model's field of view"),
+        (RECORD.replace("gratings", "folder") + " --set path=/no/such/dir", "does not exist"),
+        (RECORD + " --set bogus=1", "bogus"),
+        ("demo --at-deg a,b", "--at-deg must be two numbers"),
     ],
 )
 def test_bad_input_is_one_line(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert main(argv) == 2
+    assert main(argv.split()) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("insilico: error:") and message in err
     assert len(err.splitlines()) == 1
@@ -166,43 +53,16 @@ def test_bad_input_is_one_line(argv, message, capsys, tmp_path, monkeypatch):
 def test_existing_output_refused_unless_overwrite(tmp_path, capsys):
     out = tmp_path / "taken.zarr"
     out.mkdir()
-    base = [
-        "record",
-        "--model",
-        "tiny",
-        "--region",
-        "V1",
-        "--stimuli",
-        "blank",
-        "--set",
-        "size_deg=2",
-        "--out",
-        str(out),
-        "--quiet",
-    ]
+    base = "record --model tiny --region V1 --stimuli blank --set size_deg=2 --quiet".split()
+    base += ["--out", str(out)]
     assert main(base) == 2
     assert "exists" in capsys.readouterr().err
     assert main([*base, "--overwrite"]) == 0
 
 
 def test_demo_on_tiny_model(tmp_path, capsys):
-    assert (
-        main(
-            [
-                "demo",
-                "--model",
-                "tiny",
-                "--out",
-                str(tmp_path),
-                "--sites",
-                "16",
-                "--repeats",
-                "2",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    argv = "demo --model tiny --sites 16 --repeats 2 --quiet --out".split() + [str(tmp_path)]
+    assert main(argv) == 0
     text = capsys.readouterr().out
     assert "median OSI" in text
     assert (tmp_path / "v1_tuning.png").stat().st_size > 10_000
