@@ -12,11 +12,12 @@ def test_models(capsys):
 
 def test_record_and_summary(tmp_path, capsys):
     out = tmp_path / "v1.zarr"
-    argv = (
+    args = (
         "record --model tiny --region V1 --sites 9 --at-deg=1,-1 --stimuli gratings "
         "--set size_deg=3 --set position_deg=1,-1 --set orientation_deg=0:180:45 "
         "--repeats 2 --noise poisson --quiet --out"
-    ).split() + [str(out)]
+    )
+    argv = [*args.split(), str(out)]
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "8 presentations x 9 neuroids" in text
@@ -61,7 +62,7 @@ def test_existing_output_refused_unless_overwrite(tmp_path, capsys):
 
 
 def test_demo_on_tiny_model(tmp_path, capsys):
-    argv = "demo --model tiny --sites 16 --repeats 2 --quiet --out".split() + [str(tmp_path)]
+    argv = [*"demo --model tiny --sites 16 --repeats 2 --quiet --out".split(), str(tmp_path)]
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "median OSI" in text
