@@ -6,7 +6,8 @@ import datetime as _dt
 import hashlib
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,8 +20,10 @@ from tqdm.auto import tqdm
 
 import recordings
 from insilico.brain import BrainModel
+from perturb.base import Perturbation
 from recordings.format import NEUROID_COORDS, as_string_array
 from rigs.arrays import UTAH_PITCH_MM, SiteArray, implant
+from rigs.behavior import Decoder, fit_decoder, imagenet_categories
 from stimuli import Display, StimulusSet
 from stimuli.stimulus_set import check_position_deg
 
@@ -64,7 +67,8 @@ class Rig:
         if not isinstance(self.display, Display):
             raise TypeError(f"display must be a Display, got {type(self.display).__name__}")
         self.fixation_deg = check_position_deg(fixation_deg, "fixation_deg")
-        self.perturbations: list[Any] = []
+        self.perturbations: list[Perturbation] = []
+        self._handles: list = []
         n = model.input_size
         ppd = n / model.visual_degrees
         coords = (torch.arange(n, dtype=torch.float64) - (n - 1) / 2) / ppd
@@ -206,6 +210,134 @@ class Rig:
         grid = F.affine_grid(theta, [len(src), 3, n_px, n_px], align_corners=False)
         return F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
+    # perturbations ----------------------------------------------------------------------
+    def _attach(self, perturbations: Sequence[Any]) -> list:
+        for p in perturbations:
+            if not isinstance(p, Perturbation):
+                raise TypeError(
+                    f"expected perturbations (lab.perturb.Muscimol(...), ...), got {p!r}"
+                )
+        handles = []
+        try:
+            for p in perturbations:
+                handles.append(p.attach(self.model, present=self.present))
+                self.perturbations.append(p)
+        except BaseException:
+            for h in reversed(handles):
+                h.remove()
+            del self.perturbations[len(self.perturbations) - len(handles) :]
+            raise
+        return handles
+
+    @contextmanager
+    def perturb(self, *perturbations: Perturbation) -> Iterator[Rig]:
+        """Apply ``perturbations`` inside a ``with`` block; they are removed on exit, also
+        after an exception. Recordings made inside carry them in their provenance."""
+        n_before = len(self.perturbations)
+        handles = self._attach(perturbations)
+        try:
+            yield self
+        finally:
+            for h in reversed(handles):
+                h.remove()
+            del self.perturbations[n_before:]
+
+    def apply(self, *perturbations: Perturbation) -> None:
+        """Apply ``perturbations`` until ``clear()`` (persistent, e.g. a lesioned animal)."""
+        self._handles.extend(self._attach(perturbations))
+
+    def clear(self) -> None:
+        """Remove every perturbation applied with ``apply``."""
+        for h in reversed(self._handles):
+            h.remove()
+        self._handles.clear()
+        self.perturbations.clear()
+
+    # behaviour --------------------------------------------------------------------------
+    def region_rates(
+        self, stimuli: StimulusSet, region: str, batch_size: int = 64, progress: bool = False
+    ) -> torch.Tensor:
+        """Expected rates (spikes/s) of every unit of ``region``: (stimuli, units)."""
+        self.check_visible(stimuli)
+        target = self._targets(region)
+        out = []
+        for lo in tqdm(range(0, len(stimuli), batch_size), disable=not progress, leave=False):
+            idx = np.arange(lo, min(lo + batch_size, len(stimuli)))
+            out.append(self._rates(self.present(stimuli, idx), target).float().cpu())
+        return torch.cat(out)
+
+    def fit_task(
+        self,
+        stimuli: StimulusSet,
+        labels: Any,
+        region: str = "IT",
+        folds: int = 5,
+        seed: int = 0,
+        l2: float = 1.0,
+    ) -> Decoder:
+        """Fit a linear (logistic) decoder of ``labels`` from ``region``'s rates to
+        ``stimuli``; its k-fold cross-validated accuracy is in the result."""
+        if isinstance(labels, str):
+            if labels not in stimuli.meta.columns:
+                raise ValueError(f"labels {labels!r} is not a column of the stimulus table")
+            labels = stimuli.meta[labels].to_numpy()
+        features = self.region_rates(stimuli, region)
+        return fit_decoder(features, labels, region, self.model.name, folds=folds, seed=seed, l2=l2)
+
+    def behave(
+        self, stimuli: StimulusSet, task: str | Decoder = "imagenet", batch_size: int = 64
+    ) -> xr.DataArray:
+        """Choices of the model: an xarray (presentation, choice) of probabilities with the
+        chosen label as the presentation coordinate ``label``.
+
+        ``task="imagenet"`` reads the network's own classifier; a ``Decoder`` from
+        ``fit_task`` reads its region. Perturbations upstream of the readout change both.
+        """
+        self.check_visible(stimuli)
+        if isinstance(task, Decoder):
+            if task.model_name != self.model.name:
+                raise ValueError(
+                    f"decoder was fitted on {task.model_name!r}, rig holds {self.model.name!r}"
+                )
+            probs = task.probabilities(self.region_rates(stimuli, task.region, batch_size))
+            choices = [str(c) for c in task.classes]
+        elif task == "imagenet":
+            parts = []
+            for lo in range(0, len(stimuli), batch_size):
+                idx = np.arange(lo, min(lo + batch_size, len(stimuli)))
+                parts.append(torch.softmax(self.model.logits(self.present(stimuli, idx)), 1).cpu())
+            probs = torch.cat(parts)
+            choices = imagenet_categories(probs.shape[1])
+        else:
+            raise ValueError(
+                f"task must be 'imagenet' or a Decoder from rig.fit_task, got {task!r}"
+            )
+        p = probs.numpy()
+        meta = stimuli.parameters
+        coords = {
+            name: ("presentation", as_string_array(col) if col.dtype == object else col)
+            for name, col in ((c, meta[c].to_numpy()) for c in meta.columns)
+        }
+        coords["choice"] = ("choice", as_string_array(choices))
+        coords["label"] = (
+            "presentation",
+            as_string_array(np.asarray(choices, dtype=object)[p.argmax(1)]),
+        )
+        return xr.DataArray(
+            p,
+            dims=("presentation", "choice"),
+            coords=coords,
+            name="choice_probability",
+            attrs=recordings.json_attrs(
+                {
+                    "model": self.model.name,
+                    "task": task.describe() if isinstance(task, Decoder) else task,
+                    "perturbations": [p_.describe() for p_ in self.perturbations],
+                    "rig": self.describe(),
+                }
+            ),
+        )
+
     # arrays -----------------------------------------------------------------------------
     def implant(
         self,
@@ -292,7 +424,9 @@ class Rig:
         acts = self.model.activations(images, [t.layer for t in resolved])
         parts = [
             self.model.rates(
-                t.region, self.model.gather(acts[t.layer], None if t.whole else t.units)
+                t.region,
+                self.model.gather(acts[t.layer], None if t.whole else t.units),
+                None if t.whole else t.units,
             )
             for t in resolved
         ]
@@ -343,7 +477,7 @@ class Rig:
         job = {
             "model": self.model.identity(),
             "rig": self.describe(),
-            "perturbations": [repr(p) for p in self.perturbations],
+            "perturbations": [p.describe() for p in self.perturbations],
             "stimuli": stimuli.fingerprint(),
             "neuroids": hashlib.sha256(
                 "|".join(neuroid_coords["neuroid_id"][1].tolist()).encode()
@@ -387,9 +521,7 @@ class Rig:
             "brain_like": self.model.brain_like,
             "commitment": self.model.commitment.to_dict(),
             "rig": self.describe(),
-            "perturbations": [
-                getattr(p, "describe", lambda p=p: repr(p))() for p in self.perturbations
-            ],
+            "perturbations": [p.describe() for p in self.perturbations],
             "stimulus_set": {"kind": stimuli.kind, "fingerprint": stimuli.fingerprint(), "n": n},
             "repeats": int(repeats),
             "noise": "none" if noise is None else noise,

@@ -57,6 +57,8 @@ class BrainModel:
         self._order: dict[str, int] | None = None
         self._units: dict[str, RegionUnits] = {}
         self._shapes: dict[str, tuple[int, int, int]] = {}
+        self._silencers: dict[str, list] = {}
+        self._silencing: dict[str, torch.Tensor] = {}
         self.to(device)
 
     # description ------------------------------------------------------------------------
@@ -230,12 +232,46 @@ class BrainModel:
             self._units[region] = measure_region(self, region)
         return self._units[region]
 
-    def rates(self, region: str, activation: torch.Tensor) -> torch.Tensor:
-        """Activation of ``region``'s units -> firing rate in spikes/s."""
+    def rates(
+        self, region: str, activation: torch.Tensor, units: np.ndarray | None = None
+    ) -> torch.Tensor:
+        """Activation of ``region``'s units -> firing rate in spikes/s.
+
+        ``units`` are the flat unit indices of ``activation``'s columns (None: all units),
+        needed when a perturbation silences some units' spontaneous rate.
+        """
         rc = self.region(region)
         scale = self.region_units(region).rate_scale
         gain = (rc.max_hz - rc.baseline_hz) / scale
-        return activation.mul(gain).add_(rc.baseline_hz).clamp_(min=0.0)
+        silencing = self._silencing.get(region)
+        if silencing is None:
+            return activation.mul(gain).add_(rc.baseline_hz).clamp_(min=0.0)
+        s = silencing if units is None else silencing[torch.as_tensor(units)]
+        return activation.mul(gain).add_(s.to(activation.device) * rc.baseline_hz).clamp_(min=0.0)
+
+    def add_rate_silencing(self, region: str, factor: torch.Tensor):
+        """Scale the spontaneous rate of ``region``'s units by ``factor`` (flat unit order)
+        until the returned remover is called (used by perturbations)."""
+        entries = self._silencers.setdefault(region, [])
+        token = object()
+        entries.append((token, factor.float().cpu()))
+        self._update_silencing(region)
+
+        def remove() -> None:
+            entries[:] = [e for e in entries if e[0] is not token]
+            self._update_silencing(region)
+
+        return remove
+
+    def _update_silencing(self, region: str) -> None:
+        entries = self._silencers.get(region, [])
+        if not entries:
+            self._silencing.pop(region, None)
+            return
+        total = entries[0][1].clone()
+        for _, f in entries[1:]:
+            total *= f
+        self._silencing[region] = total
 
     def gather(
         self, activation: torch.Tensor, units: np.ndarray | Sequence[int] | None
