@@ -8,7 +8,7 @@ matched random controls: the documented way to report a perturbation.
 
 from perturb.ablation import Ablation, DirectionalAblation
 from perturb.base import Handle, Perturbation, UnitMaps
-from perturb.compare import Effect, compare
+from perturb.effects import Effect, compare
 from perturb.spatial import Lesion, Microstimulation, Muscimol, Optogenetic
 
 __all__ = [
