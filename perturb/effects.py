@@ -33,7 +33,9 @@ class Effect:
     ``effect`` = mean over stimuli of (perturbed - unperturbed) readout; ``ci`` its 95 %
     bootstrap interval (stimuli resampled); ``control_effects`` the same for each matched
     control; ``p_value`` = (1 + #controls with |effect| >= |real effect|) / (1 + #controls);
-    ``rank`` = fraction of controls whose |effect| is smaller than the real one.
+    ``rank`` = fraction of controls whose |effect| is smaller than the real one;
+    ``p_directional`` = (1 + #controls with an effect at least as large in the real effect's
+    direction) / (1 + #controls), for a directional hypothesis (e.g. "biases towards cat").
     """
 
     readout: str
@@ -47,6 +49,7 @@ class Effect:
     control_effects: np.ndarray = field(repr=False)
     p_value: float
     rank: float
+    p_directional: float = float("nan")
     seconds: float = 0.0
     batched: bool = False
 
@@ -63,7 +66,7 @@ class Effect:
             lines.append(
                 f"  {len(c)} matched controls: effect {np.mean(c):+.4g} ± {np.std(c):.4g}; "
                 f"real effect larger in magnitude than {100 * self.rank:.0f}% of them, "
-                f"p = {self.p_value:.3g}"
+                f"p = {self.p_value:.3g} (directional p = {self.p_directional:.3g})"
             )
         return "\n".join(lines)
 
@@ -259,6 +262,7 @@ def compare(
         control_effects=ctrl,
         p_value=float((1 + np.sum(np.abs(ctrl) >= abs(real))) / (1 + len(ctrl))),
         rank=float(np.mean(np.abs(ctrl) < abs(real))) if len(ctrl) else float("nan"),
+        p_directional=float((1 + np.sum(np.sign(real) * ctrl >= abs(real))) / (1 + len(ctrl))),
         seconds=time.perf_counter() - t0,
         batched=batched,
     )

@@ -26,3 +26,9 @@ def test_bench_record_quick(tmp_path):
 def test_bench_memory_quick():
     result = _load("bench_memory").main(["--quick"])
     assert result["small"]["peak_rss_mb"] > 0 and result["large"]["n"] == 500
+
+
+def test_bench_perturb_quick():
+    result = _load("bench_perturb").main(["--quick", "--serial"])
+    assert result["compare"]["serial_equals_batched"]
+    assert set(result["record_overhead"]) == {"muscimol_IT", "microstim_V4"}

@@ -1,0 +1,28 @@
+"""The example scripts run end to end (on the tiny model, few controls)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+@pytest.mark.parametrize(
+    "script, args, expect",
+    [
+        ("microstim_afraz.py", ["--model", "tiny", "--controls", "3"], "shift in P('cat')"),
+        ("muscimol_tasks.py", ["--model", "tiny", "--controls", "2"], "Spearman rho"),
+    ],
+)
+def test_example_runs(script, args, expect, tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(EXAMPLES / script), *args],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert expect in out.stdout
