@@ -109,10 +109,8 @@ def test_lesion_of_readout_region_gives_chance_and_random_one_percent_little(rig
         controls=0,
         progress=False,
     )
-    assert (
-        whole.ci[0] <= decoder.chance - whole.baseline <= whole.ci[1]
-        or abs(whole.perturbed - decoder.chance) < 0.05
-    )
+    # accuracy under the lesion (baseline + effect CI) contains chance
+    assert whole.baseline + whole.ci[0] <= decoder.chance <= whole.baseline + whole.ci[1]
     n_units = len(rig.units("IT"))
     few = np.random.default_rng(0).choice(n_units, size=n_units // 100, replace=False)
     small = compare(
