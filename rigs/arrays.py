@@ -28,6 +28,8 @@ class SiteArray:
     region: str
     layer: str
     table: pd.DataFrame
+    #: the whole array a sub-array was taken from (the recorded population of one_hot)
+    parent: SiteArray | None = None
 
     @property
     def units(self) -> np.ndarray:
@@ -80,7 +82,8 @@ class _SiteIndexer:
                     f"{table.index.min()}..{table.index.max()}"
                 )
             rows = table.loc[numbers.astype(np.int64)].reset_index(drop=True)
-        return SiteArray(self._array.model_name, self._array.region, self._array.layer, rows)
+        a = self._array
+        return SiteArray(a.model_name, a.region, a.layer, rows, parent=a.parent or a)
 
 
 def _electrode_grid(n_sites: int, pitch_mm: float) -> np.ndarray:

@@ -26,6 +26,7 @@ from rigs.arrays import UTAH_PITCH_MM, SiteArray, implant
 from rigs.behavior import Decoder, fit_decoder, imagenet_categories
 from stimuli import Display, StimulusSet
 from stimuli.stimulus_set import check_position_deg
+from stimuli.synthesis.result import SynthesisResult
 
 NOISE_MODELS = (None, "poisson")
 
@@ -338,6 +339,27 @@ class Rig:
             ),
         )
 
+    # synthesis --------------------------------------------------------------------------
+    def synthesize(self, targets: Any, objective: Any = "drive", **kwargs: Any) -> SynthesisResult:
+        """Synthesize images that ``objective`` the ``targets`` (drive / silence / one_hot /
+        match, or a composed ``stimuli.synthesis.objectives.Objective``).
+
+        ``targets``: a SiteArray (each site a target), neuroid ids, a region name or a dict
+        ``{name: members}`` of population targets. Keywords: ``n_per_target=1``,
+        ``size_deg`` (default 3/4 of the field of view), ``position_deg=(0, 0)``,
+        ``steps=256``, ``seed=0``, ``reference`` (natural StimulusSet to compare with; default
+        256 crops), ``population`` (for one_hot; default the targets' whole array),
+        ``goal`` (match: pattern in spikes/s), ``param="fourier"|"pixel"``,
+        ``transforms=True``, ``rms_contrast=0.25``, ``edge_deg=0.25``, ``lr=0.05``,
+        ``temperature=1.0``, ``batch_size=32``, ``transfer=[other rigs]``, ``progress``,
+        ``callback(step, deviations, values) -> cancel?``. Images are constrained exactly
+        (aperture, mean luminance = background, RMS contrast, gamut) and their responses
+        re-measured as the display shows them.
+        """
+        from rigs.synthesis import synthesize
+
+        return synthesize(self, targets, objective, **kwargs)
+
     # arrays -----------------------------------------------------------------------------
     def implant(
         self,
@@ -420,13 +442,16 @@ class Rig:
         """Firing rates (spikes/s) of ``targets`` for model-input ``images``: ``(n, neuroids)``."""
         return self._rates(images, self._targets(targets))
 
-    def _rates(self, images: torch.Tensor, resolved: list[_Target]) -> torch.Tensor:
-        acts = self.model.activations(images, [t.layer for t in resolved])
+    def _rates(
+        self, images: torch.Tensor, resolved: list[_Target], grad: bool = False, clamp: bool = True
+    ) -> torch.Tensor:
+        acts = self.model.activations(images, [t.layer for t in resolved], grad=grad)
         parts = [
             self.model.rates(
                 t.region,
                 self.model.gather(acts[t.layer], None if t.whole else t.units),
                 None if t.whole else t.units,
+                clamp=clamp,
             )
             for t in resolved
         ]

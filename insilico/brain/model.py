@@ -233,21 +233,30 @@ class BrainModel:
         return self._units[region]
 
     def rates(
-        self, region: str, activation: torch.Tensor, units: np.ndarray | None = None
+        self,
+        region: str,
+        activation: torch.Tensor,
+        units: np.ndarray | None = None,
+        clamp: bool = True,
     ) -> torch.Tensor:
         """Activation of ``region``'s units -> firing rate in spikes/s.
 
         ``units`` are the flat unit indices of ``activation``'s columns (None: all units),
-        needed when a perturbation silences some units' spontaneous rate.
+        needed when a perturbation silences some units' spontaneous rate. ``clamp=False``
+        returns the drive before rectification (negative below threshold), which keeps
+        gradients alive for synthesis.
         """
         rc = self.region(region)
         scale = self.region_units(region).rate_scale
         gain = (rc.max_hz - rc.baseline_hz) / scale
         silencing = self._silencing.get(region)
         if silencing is None:
-            return activation.mul(gain).add_(rc.baseline_hz).clamp_(min=0.0)
-        s = silencing if units is None else silencing[torch.as_tensor(units)]
-        return activation.mul(gain).add_(s.to(activation.device) * rc.baseline_hz).clamp_(min=0.0)
+            base: float | torch.Tensor = rc.baseline_hz
+        else:
+            s = silencing if units is None else silencing[torch.as_tensor(units)]
+            base = s.to(activation.device) * rc.baseline_hz
+        drive = activation * gain + base
+        return drive.clamp_(min=0.0) if clamp else drive
 
     def add_rate_silencing(self, region: str, factor: torch.Tensor):
         """Scale the spontaneous rate of ``region``'s units by ``factor`` (flat unit order)

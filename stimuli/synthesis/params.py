@@ -1,0 +1,67 @@
+"""How images are represented while optimised: pixels, or a Fourier basis with decorrelated
+colour (the standard feature-visualisation preconditioning, Olah et al. 2017 / Lucent)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+#: square root of the colour correlation of natural images, from Lucent/Lucid
+COLOR_CORRELATION_SVD_SQRT = torch.tensor(
+    [[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]]
+)
+_COLOR_NORM = COLOR_CORRELATION_SVD_SQRT.norm(dim=0).max()
+
+
+class PixelParam(torch.nn.Module):
+    """Free pixels: (B, 3, H, W), initialised with small seeded noise."""
+
+    def __init__(self, n: int, shape: tuple[int, int], generator: torch.Generator, scale=0.2):
+        super().__init__()
+        self.raw = torch.nn.Parameter(torch.randn(n, 3, *shape, generator=generator) * scale)
+
+    def forward(self) -> torch.Tensor:
+        return self.raw
+
+
+class FourierParam(torch.nn.Module):
+    """Image = colour-decorrelated inverse FFT of a spectrum scaled by 1/frequency, so that
+    gradient steps change all spatial frequencies at natural-image rates."""
+
+    def __init__(
+        self,
+        n: int,
+        shape: tuple[int, int],
+        generator: torch.Generator,
+        scale: float = 0.2,
+        decay: float = 1.0,
+    ):
+        super().__init__()
+        h, w = shape
+        fy = torch.fft.fftfreq(h)[:, None]
+        fx = torch.fft.rfftfreq(w)[None, :]
+        freq = torch.sqrt(fx**2 + fy**2)
+        self.register_buffer(
+            "spectrum_scale",
+            1.0 / torch.clamp(freq, min=1.0 / max(h, w)) ** decay / math.sqrt(h * w),
+        )
+        self.shape = shape
+        init = torch.randn(n, 3, h, w // 2 + 1, 2, generator=generator) * scale
+        self.spectrum = torch.nn.Parameter(init)
+
+    def forward(self) -> torch.Tensor:
+        spec = torch.view_as_complex(self.spectrum) * self.spectrum_scale
+        x = torch.fft.irfft2(spec, s=self.shape, norm="ortho")
+        x = x * math.sqrt(self.shape[0] * self.shape[1]) / 4.0
+        flat = x.permute(0, 2, 3, 1) @ (COLOR_CORRELATION_SVD_SQRT / _COLOR_NORM).T
+        return flat.permute(0, 3, 1, 2)
+
+
+PARAMS = {"pixel": PixelParam, "fourier": FourierParam}
+
+
+def make(name: str, n: int, shape: tuple[int, int], generator: torch.Generator) -> torch.nn.Module:
+    if name not in PARAMS:
+        raise ValueError(f"unknown parameterization {name!r}; choose one of {', '.join(PARAMS)}")
+    return PARAMS[name](n, shape, generator)

@@ -1,0 +1,151 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import insilico as lab
+import stimuli
+from stimuli.synthesis import DisplayConstraints, drive, l2, read_manifest, silence
+from stimuli.synthesis.display_io import read_png
+
+
+@pytest.fixture(scope="module")
+def rig():
+    return lab.Rig(lab.load_model("tiny"))
+
+
+@pytest.fixture(scope="module")
+def v4(rig):
+    return rig.implant("V4", n_sites=16, at_deg=(1, 1), seed=0)
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return stimuli.natural(64, size_deg=4, seed=1)
+
+
+@pytest.fixture(scope="module")
+def live(rig, v4, reference):
+    """The two sites that respond most to the natural images (tiny's ReLU units can be dead)."""
+    rec = rig.record(reference.with_position((1, 1)), v4, progress=False)
+    order = np.argsort(-rec.mean(("presentation", "time_bin")).values)
+    return v4.sites[[int(v4.site_numbers[k]) for k in order[:2]]]
+
+
+def _run(rig, targets, objective, reference, **kw):
+    args = dict(
+        n_per_target=2,
+        size_deg=4,
+        position_deg=(1, 1),
+        steps=40,
+        seed=0,
+        reference=reference,
+        progress=False,
+    )
+    args.update(kw)
+    return rig.synthesize(targets, objective=objective, **args)
+
+
+def test_drive_raises_and_silence_lowers(rig, live, reference):
+    targets = live
+    up = _run(rig, targets, "drive", reference)
+    assert (up.trajectory[-1] > up.trajectory[0]).all()
+    # measured on the displayed image, the best image beats its own starting point
+    assert (up.targets["synthesized"] > 8.0).all()
+    down = _run(rig, targets, "silence", reference)
+    assert (down.trajectory[-1] >= down.trajectory[0]).all()  # objective = -rate goes up
+    assert (down.trajectory[-1] > down.trajectory[0]).any()
+    assert (down.table["drive"] <= up.table["drive"].min()).all()
+
+
+def test_one_hot_raises_softmax_share(rig, v4, live, reference):
+    res = _run(rig, live, "one_hot", reference)
+    per_target = res.trajectory.reshape(len(res.trajectory), 2, 2)  # steps, target, replicate
+    assert (per_target[-1].max(1) > per_target[0].max(1)).all()
+    assert res.trajectory[-1].mean() > res.trajectory[0].mean() + 0.5
+    assert {"score", "response"} <= set(res.table.columns)
+    assert res.attrs["population"][:3] == list(v4.neuroid_ids[:3])  # the whole array
+
+
+def test_constraints_hold_exactly(rig, v4, reference):
+    res = _run(rig, v4.sites[[2]], "drive", reference, rms_contrast=0.1, n_per_target=3)
+    h = res.images.shape[-1]
+    c = DisplayConstraints((h, h), 4.0, 0.5, 0.1, edge_deg=0.25)
+    m = c.measure(res.images - 0.5)
+    assert torch.allclose(m["mean_luminance"], torch.full_like(m["mean_luminance"], 0.5), atol=1e-5)
+    assert (m["rms_contrast"] <= 0.1 + 1e-5).all()
+    assert (m["min"] >= 0).all() and (m["max"] <= 1).all()
+    assert (m["outside_aperture"] == 0).all()
+    # every snapshot along the way met them too
+    snaps = torch.from_numpy(res.snapshots.astype(np.float32)).flatten(0, 1)
+    ms = c.measure(snaps)
+    assert (ms["rms_contrast"] <= 0.1 + 2e-3).all() and (ms["outside_aperture"] == 0).all()
+
+
+def test_same_seed_same_images(rig, v4, reference):
+    a = _run(rig, v4.sites[[1]], "drive", reference, steps=10)
+    b = _run(rig, v4.sites[[1]], "drive", reference, steps=10)
+    c = _run(rig, v4.sites[[1]], "drive", reference, steps=10, seed=1)
+    assert torch.equal(a.images, b.images)
+    assert not torch.equal(a.images, c.images)
+
+
+def test_pixel_param_match_and_composed_objective(rig, v4, reference):
+    ids = list(v4.neuroid_ids)
+    goal = np.full(len(ids), 20.0)
+    res = _run(
+        rig, v4.sites[[0]], "match", reference, param="pixel", goal=goal, steps=30, n_per_target=1
+    )
+    assert res.trajectory[-1, 0] > res.trajectory[0, 0]
+    composed = drive() - 0.1 * silence() + 0.01 * l2()
+    assert "drive targets" in composed.description and "L2" in composed.description
+    res2 = _run(rig, v4.sites[[0]], composed, reference, steps=10, n_per_target=1)
+    assert res2.attrs["objective"] == composed.description
+
+
+def test_population_targets_and_chunking(rig, v4, reference):
+    pops = {"left": list(v4.neuroid_ids[:4]), "right": list(v4.neuroid_ids[4:8])}
+    res = _run(rig, pops, "drive", reference, steps=8, batch_size=2, n_per_target=2)
+    assert list(res.targets["target"]) == ["left", "right"]
+    assert len(res) == 4 and res.trajectory.shape == (8, 4)
+
+
+def test_save_open_and_export(rig, v4, reference, tmp_path):
+    res = _run(rig, v4.sites[[3, 11]], "drive", reference, steps=10)
+    path = res.save(tmp_path / "drive.zarr")
+    back = stimuli.synthesis.open_result(path)
+    assert torch.equal(back.images, res.images)
+    assert back.table.equals(res.table) and back.targets.equals(res.targets)
+    assert np.array_equal(back.trajectory, res.trajectory)
+    assert back.attrs["model"] == "tiny" and back.attrs["steps"] == 10
+    with pytest.raises(FileExistsError, match="overwrite"):
+        res.save(path)
+    display = lab.Display(distance_cm=57, width_cm=53, resolution=(1920, 1080))
+    for bits in (8, 16):
+        out = tmp_path / f"session{bits}"
+        manifest = res.export(out, display=display, gamma_correct=True, bit_depth=bits)
+        assert read_manifest(out).equals(manifest)
+        meta = json.loads((out / "manifest.json").read_text())
+        assert len(meta["stimuli"]) == len(res)
+        png = read_png(out / manifest["file"].iloc[0])
+        expected = 4.0 * display.ppd(1.0)
+        assert abs(png.shape[1] - expected) <= 1 and png.shape[0] == png.shape[1]
+        assert png.dtype == (np.uint8 if bits == 8 else np.uint16)
+        corner = png[0, 0] / np.iinfo(png.dtype).max
+        assert np.allclose(corner, 0.5 ** (1 / display.gamma), atol=1.5 / 255)  # background
+
+
+def test_bad_input(rig, v4, reference):
+    with pytest.raises(ValueError, match="not a unit of V4"):
+        rig.synthesize(["V4.999.0.0"], steps=2, progress=False)
+    with pytest.raises(ValueError, match="steps must be a positive integer"):
+        rig.synthesize(v4, steps=0)
+    with pytest.raises(ValueError, match="larger than the model's field of view"):
+        rig.synthesize(v4, size_deg=12, steps=2)
+    with pytest.raises(ValueError, match=r"rms_contrast must be in \(0, 1\]"):
+        rig.synthesize(v4, rms_contrast=1.5, steps=2)
+    with pytest.raises(ValueError, match="unknown objective 'excite'"):
+        rig.synthesize(v4, objective="excite", steps=2)
+    with pytest.raises(ValueError, match="needs goal"):
+        rig.synthesize(v4, objective="match", steps=2, reference=reference, progress=False)
