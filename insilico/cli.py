@@ -132,6 +132,49 @@ def cmd_record(args: argparse.Namespace) -> None:
     print(f"time      {time.perf_counter() - t0:.1f} s")
 
 
+def cmd_synthesize(args: argparse.Namespace) -> None:
+    import insilico as lab
+
+    t0 = time.perf_counter()
+    model = lab.load_model(args.model, weights=args.weights, device=args.device)
+    rig = lab.Rig(model)
+    position = _pair(args.position_deg, "--position-deg")
+    if args.neuroids:
+        targets = [t.strip() for t in args.neuroids.split(",") if t.strip()]
+    else:
+        at_mm = _pair(args.at_mm, "--at-mm") if args.at_mm else None
+        at_deg = None if at_mm else (_pair(args.at_deg, "--at-deg") if args.at_deg else (0, 0))
+        array = rig.implant(args.region, args.n_sites, at_deg=at_deg, at_mm=at_mm, seed=args.seed)
+        try:
+            sites = [int(v) for v in args.sites.split(",")]
+        except ValueError:
+            raise CLIError(
+                f"--sites must be site numbers like 3,17,22, got {args.sites!r}"
+            ) from None
+        targets = array.sites[sites]
+    size = args.size_deg
+    reference = lab.stimuli.natural(args.reference, size_deg=size, seed=args.seed + 1)
+    res = rig.synthesize(
+        targets,
+        objective=args.objective,
+        n_per_target=args.n_per_target,
+        size_deg=size,
+        position_deg=position,
+        steps=args.steps,
+        seed=args.seed,
+        reference=reference,
+        rms_contrast=args.rms_contrast,
+        progress=not args.quiet,
+    )
+    res.save(args.out, overwrite=args.overwrite)
+    print(res.print_summary())
+    if args.export:
+        res.export(args.export, display=rig.display, overwrite=args.overwrite)
+        print(f"exported  {len(res)} PNGs + manifest to {args.export}")
+    print(f"saved     {args.out}")
+    print(f"time      {time.perf_counter() - t0:.1f} s")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from insilico.demo import run_demo
 
@@ -210,6 +253,35 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--overwrite", action="store_true", help="replace an existing store")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_record)
+
+    y = sub.add_parser(
+        "synthesize",
+        help="synthesize images that drive / silence / one-hot control recorded sites",
+        description="Example: insilico synthesize --model efficientnet_lite0 --region V4 "
+        "--sites 3,17,22 --objective drive --out runs/drive.zarr",
+    )
+    y.add_argument("--model", default="efficientnet_lite0")
+    y.add_argument("--weights", default=None)
+    y.add_argument("--device", default="cpu")
+    y.add_argument("--region", required=True, help="V1, V2, V4 or IT")
+    y.add_argument("--n-sites", type=int, default=96, help="sites of the implanted array")
+    y.add_argument("--at-deg", default=None, help="array centre X,Y in degrees (default 0,0)")
+    y.add_argument("--at-mm", default=None, help="array centre X,Y on the sheet in mm")
+    y.add_argument("--sites", default="0", help="target site numbers, e.g. 3,17,22")
+    y.add_argument("--neuroids", default=None, help="target neuroid ids instead of sites")
+    y.add_argument("--objective", default="drive", choices=("drive", "silence", "one_hot"))
+    y.add_argument("--n-per-target", type=int, default=1)
+    y.add_argument("--size-deg", type=float, default=6.0)
+    y.add_argument("--position-deg", default="0,0", help="image centre X,Y in degrees")
+    y.add_argument("--steps", type=int, default=256)
+    y.add_argument("--rms-contrast", type=float, default=0.25)
+    y.add_argument("--reference", type=int, default=1000, help="natural images to compare with")
+    y.add_argument("--seed", type=int, default=0)
+    y.add_argument("--out", required=True, help="zarr store for images, trajectories, responses")
+    y.add_argument("--export", default=None, help="also write PNGs + manifest to this folder")
+    y.add_argument("--overwrite", action="store_true")
+    y.add_argument("--quiet", action="store_true")
+    y.set_defaults(func=cmd_synthesize)
 
     d = sub.add_parser(
         "demo",

@@ -75,3 +75,21 @@ def test_value_parsing():
     assert _value("0:180:45") == [0, 45, 90, 135]
     assert _value("1,2,4") == [1, 2, 4]
     assert _value("0.5") == 0.5 and _value("sine") == "sine"
+
+
+def test_synthesize_command(tmp_path, capsys):
+    out, exported = tmp_path / "drive.zarr", tmp_path / "session"
+    args = (
+        "synthesize --model tiny --region V4 --n-sites 16 --at-deg=1,1 --sites 3,5 "
+        "--objective drive --size-deg 4 --position-deg=1,1 --steps 10 --reference 30 --quiet"
+    )
+    argv = [*args.split(), "--out", str(out), "--export", str(exported)]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "drive on 2 targets of tiny" in text and "beats_natural" in text
+    import stimuli
+
+    res = stimuli.synthesis.open_result(out)
+    assert len(res) == 2 and (exported / "manifest.csv").exists()
+    assert main([*args.replace("3,5", "99").split(), "--out", str(tmp_path / "x.zarr")]) == 2
+    assert "sites [99] are not in this array" in capsys.readouterr().err
