@@ -32,3 +32,14 @@ def test_bench_perturb_quick():
     result = _load("bench_perturb").main(["--quick", "--serial"])
     assert result["compare"]["serial_equals_batched"]
     assert set(result["record_overhead"]) == {"muscimol_IT", "microstim_V4"}
+
+
+def test_bench_synthesis_quick():
+    result = _load("bench_synthesis").main(["--quick"])
+    assert result["synthesize_image_steps_per_s"] > 0 and result["raw_torch_image_steps_per_s"] > 0
+
+
+def test_bench_synthesis_efficacy_quick():
+    result = _load("bench_synthesis_efficacy").main(["--quick"])
+    for key in ("V4_drive", "V4_silence", "V4_one_hot", "IT_drive", "IT_silence", "IT_one_hot"):
+        assert 0 <= result[key]["beats_natural"] <= 1

@@ -1,0 +1,112 @@
+"""Synthesis speed: batched ``rig.synthesize`` against raw torch forward+backward.
+
+    python tests/benchmarks/bench_synthesis.py             # EfficientNet-Lite0 V4, 32 images
+    python tests/benchmarks/bench_synthesis.py --quick     # tiny model (CI smoke)
+
+The baseline is what any synthesis must at least do per step: a forward pass of the same
+network truncated at the same layer and a backward pass to the input pixels, on a batch of
+the same size, plus an Adam step (plain torch, same threads). ``rig.synthesize`` adds the
+Fourier parameterization, the exact display constraints, the kornia transforms, placing the
+image in the field of view and the rate mapping. Reports image-steps/s of both and their
+ratio (target >= 0.8).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _common import write_result
+
+import insilico as lab
+
+
+def raw_steps(model, layer: str, batch: int, size: int, steps: int, channel: int) -> float:
+    """Seconds for ``steps`` forward+backward+Adam steps of plain torch on free pixels."""
+    net = model.network
+    x = torch.full((batch, 3, size, size), 0.5, requires_grad=True)
+    opt = torch.optim.Adam([x], lr=0.05)
+    mean, std = model._mean, model._std
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        h = ((x - mean) / std).contiguous(memory_format=torch.channels_last)
+        if layer.startswith("_blocks."):
+            h = torch.nn.functional.relu6(net._bn0(net._conv_stem(h)))
+            for block in net._blocks[: int(layer.split(".")[1]) + 1]:
+                h = block(h)
+        else:
+            for name in ("v1", "v2", "v4", "it"):
+                h = getattr(net, name)(h)
+                if name == layer:
+                    break
+        loss = -h[:, channel].mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="efficientnet_lite0")
+    p.add_argument("--region", default="V4")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--size-deg", type=float, default=6.0)
+    p.add_argument("--steps", type=int, default=32)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--json", default=None)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.model, args.batch, args.steps, args.size_deg = "tiny", 8, 8, 4.0
+    torch.set_num_threads(args.threads)
+    model = lab.load_model(args.model)
+    rig = lab.Rig(model)
+    layer = model.region(args.region).layer
+    array = rig.implant(args.region, n_sites=args.batch, at_deg=(1.0, -1.0), seed=0)
+    reference = lab.stimuli.natural(16, size_deg=args.size_deg, seed=1)
+    size_px = round(args.size_deg * model.input_size / model.visual_degrees)
+    kwargs = dict(
+        objective="drive",
+        size_deg=args.size_deg,
+        position_deg=(1.0, -1.0),
+        reference=reference,
+        progress=False,
+        seed=0,
+    )
+    rig.synthesize(array.sites[[0]], steps=2, **kwargs)  # warm-up
+    raw_steps(model, layer, args.batch, model.input_size, 2, 0)
+    t0 = time.perf_counter()
+    rig.synthesize(array, steps=args.steps, batch_size=args.batch, **kwargs)
+    ours = time.perf_counter() - t0
+    # the same synthesis with 0 steps: reference and re-measurement costs, to subtract
+    t0 = time.perf_counter()
+    rig.synthesize(array, steps=1, batch_size=args.batch, **kwargs)
+    fixed = time.perf_counter() - t0
+    loop = (ours - fixed) / (args.steps - 1) * args.steps
+    raw = raw_steps(model, layer, args.batch, model.input_size, args.steps, 0)
+    result = {
+        "model": args.model,
+        "region": args.region,
+        "layer": layer,
+        "batch": args.batch,
+        "image_px": size_px,
+        "model_input_px": model.input_size,
+        "steps": args.steps,
+        "synthesize_image_steps_per_s": round(args.batch * args.steps / loop, 2),
+        "raw_torch_image_steps_per_s": round(args.batch * args.steps / raw, 2),
+        "ratio": round(raw / loop, 3),
+        "synthesize_total_s": round(ours, 1),
+        "fixed_costs_s": round(fixed, 1),
+    }
+    write_result(args.json, result)
+    return result
+
+
+if __name__ == "__main__":
+    main()
