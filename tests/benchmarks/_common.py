@@ -9,6 +9,14 @@ from pathlib import Path
 
 import torch
 
+#: the glibc settings insilico/brain/allocator.py applies in-process, as environment variables
+#: for a peer's process (so that peers can be compared with and without them)
+ALLOCATOR_ENV = {
+    "MALLOC_MMAP_THRESHOLD_": str(2**31 - 1),
+    "MALLOC_TRIM_THRESHOLD_": str(2**31 - 1),
+    "MALLOC_TOP_PAD_": str(256 << 20),
+}
+
 
 def best_of(fn: Callable[[], object], repeats: int) -> float:
     """Best wall time in seconds over ``repeats`` calls (after one warm-up call)."""

@@ -30,12 +30,10 @@ import torch
 
 import insilico as lab
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import ALLOCATOR_ENV
+
 HERE = Path(__file__).parent
-ALLOCATOR_ENV = {
-    "MALLOC_MMAP_THRESHOLD_": str(2**31 - 1),
-    "MALLOC_TRIM_THRESHOLD_": str(2**31 - 1),
-    "MALLOC_TOP_PAD_": str(256 << 20),
-}
 
 
 def write_pngs(folder: Path, n: int) -> None:
