@@ -13,6 +13,7 @@ from recordings.format import (
     check_recording,
     json_attrs,
 )
+from recordings.real import load_responses
 from recordings.store import StreamWriter, open_recording, save
 
 open = open_recording
@@ -24,6 +25,7 @@ __all__ = [
     "StreamWriter",
     "check_recording",
     "json_attrs",
+    "load_responses",
     "open",
     "open_recording",
     "save",

@@ -24,6 +24,7 @@ from perturb.base import Perturbation
 from recordings.format import NEUROID_COORDS, as_string_array
 from rigs.arrays import UTAH_PITCH_MM, SiteArray, implant
 from rigs.behavior import Decoder, fit_decoder, imagenet_categories
+from rigs.mapping import MappedSites
 from stimuli import Display, StimulusSet
 from stimuli.stimulus_set import check_position_deg
 from stimuli.synthesis.result import SynthesisResult
@@ -38,6 +39,7 @@ class _Target:
     units: np.ndarray
     sites: np.ndarray  # site number per unit, -1 when not recorded through an array
     whole: bool = False  # all units of the region, in table order
+    mapped: MappedSites | None = None  # linear readouts of the layer instead of units
 
 
 def _package_version() -> str:
@@ -339,6 +341,28 @@ class Rig:
             ),
         )
 
+    # mapping ----------------------------------------------------------------------------
+    def map_neurons(
+        self,
+        responses: Any,
+        region: str,
+        method: str = "ridge",
+        cv: int = 5,
+        seed: int = 0,
+        **kwargs: Any,
+    ) -> MappedSites:
+        """Map recorded sites onto ``region`` (its committed layer, ``layer=NAME``, or
+        ``layer="best"`` over ``candidate_layers``) by ``method`` ("ridge" or "pls") with
+        ``cv``-fold cross-validation. ``responses``: an xarray, or a path to .nc / .zarr /
+        .nwb (see ``recordings.load_responses``); its stimuli come from an ``image_path``
+        coordinate plus ``size_deg``, or ``stimuli_set=`` a StimulusSet matched by
+        ``stimulus_id``. ``noise_ceiling="auto"`` (from repetitions when there are any),
+        True (required) or False. Returns MappedSites, usable as targets of ``record``,
+        ``synthesize`` and ``behave``-style readouts; see ``report()``."""
+        from rigs.mapping import map_neurons
+
+        return map_neurons(self, responses, region, method=method, cv=cv, seed=seed, **kwargs)
+
     # synthesis --------------------------------------------------------------------------
     def synthesize(self, targets: Any, objective: Any = "drive", **kwargs: Any) -> SynthesisResult:
         """Synthesize images that ``objective`` the ``targets`` (drive / silence / one_hot /
@@ -390,12 +414,21 @@ class Rig:
                     f"this rig holds {model.name!r}"
                 )
             return [_Target(targets.region, targets.layer, targets.units, targets.site_numbers)]
+        if isinstance(targets, MappedSites):
+            if targets.model_name != model.name:
+                raise ValueError(
+                    f"sites were mapped onto {targets.model_name!r}, this rig holds {model.name!r}"
+                )
+            n = len(targets)
+            return [
+                _Target(targets.region, targets.layer, np.arange(n), np.arange(n), mapped=targets)
+            ]
         if isinstance(targets, str):
             ru = model.region_units(targets)
             n = len(ru.table)
             return [_Target(targets, ru.layer, np.arange(n), np.full(n, -1), whole=True)]
         if isinstance(targets, list | tuple | np.ndarray) and len(targets) > 0:
-            if all(isinstance(t, SiteArray | str) for t in targets) and not all(
+            if all(isinstance(t, SiteArray | MappedSites | str) for t in targets) and not all(
                 isinstance(t, str) and t.count(".") == 3 for t in targets
             ):
                 return [t for item in targets for t in self._targets(item)]
@@ -422,6 +455,10 @@ class Rig:
             name: [] for name in ("neuroid_id", "region", "layer", *numeric, "site")
         }
         for t in targets:
+            if t.mapped is not None:
+                for name, values in _mapped_coords(self.model, t).items():
+                    columns[name].append(values)
+                continue
             ru = self.model.region_units(t.region)
             units = slice(None) if t.whole else t.units
             columns["neuroid_id"].append(ru.neuroid_ids(np.arange(len(ru.table))[units]))
@@ -446,16 +483,17 @@ class Rig:
         self, images: torch.Tensor, resolved: list[_Target], grad: bool = False, clamp: bool = True
     ) -> torch.Tensor:
         acts = self.model.activations(images, [t.layer for t in resolved], grad=grad)
-        parts = [
-            self.model.rates(
-                t.region,
-                self.model.gather(acts[t.layer], None if t.whole else t.units),
-                None if t.whole else t.units,
-                clamp=clamp,
-            )
-            for t in resolved
-        ]
+        parts = [self._target_rates(acts[t.layer], t, clamp) for t in resolved]
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+    def _target_rates(self, activation: torch.Tensor, t: _Target, clamp: bool) -> torch.Tensor:
+        if t.mapped is not None:  # linear readout of the whole layer
+            flat = activation.reshape(activation.shape[0], -1).float()
+            w = t.mapped.weights.to(flat.device)
+            out = flat @ w.T + t.mapped.bias.to(flat.device)
+            return out.clamp(min=0.0) if clamp else out
+        units = None if t.whole else t.units
+        return self.model.rates(t.region, self.model.gather(activation, units), units, clamp=clamp)
 
     def record(
         self,
@@ -611,3 +649,29 @@ class Rig:
         return xr.DataArray(
             values, dims=("presentation", "neuroid", "time_bin"), coords=coords, name="response"
         )
+
+
+def _mapped_coords(model: BrainModel, t: _Target) -> dict[str, np.ndarray]:
+    """Neuroid coordinates of mapped sites: RF and sheet position are the |weight|-weighted
+    centroids over the layer's units (NaN when the layer is not a committed region layer)."""
+    m = t.mapped
+    n = len(m)
+    out = {
+        "neuroid_id": as_string_array(m.names),
+        "region": as_string_array([m.region] * n),
+        "layer": as_string_array([m.layer] * n),
+        "channel": np.full(n, -1),
+        "row": np.full(n, -1),
+        "col": np.full(n, -1),
+        "site": np.arange(n),
+    }
+    regions = {model.region(r).layer: r for r in model.regions}
+    w = m.weights.abs().numpy()
+    w = w / np.clip(w.sum(1, keepdims=True), 1e-30, None)
+    table = model.units(regions[m.layer]) if m.layer in regions else None
+    for name in ("rf_x_deg", "rf_y_deg", "rf_size_deg", "tissue_x_mm", "tissue_y_mm"):
+        if table is None or name == "rf_size_deg":
+            out[name] = np.full(n, np.nan)
+        else:
+            out[name] = w @ table[name].to_numpy()
+    return out

@@ -19,6 +19,7 @@ import torch
 
 import stimuli
 from rigs.arrays import SiteArray
+from rigs.mapping import MappedSites
 from stimuli.synthesis import objectives as obj_mod
 from stimuli.synthesis.constraints import DisplayConstraints
 from stimuli.synthesis.loop import optimize
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
 
 def _target_sets(rig: Rig, targets: Any) -> tuple[list[str], list[list[str]]]:
     """(names, member neuroid ids) per target."""
+    if isinstance(targets, MappedSites):
+        names = [str(n) for n in targets.names]
+        return names, [[n] for n in names]
     if isinstance(targets, SiteArray):
         ids = [str(i) for i in targets.neuroid_ids]
         return ids, [[i] for i in ids]
@@ -103,12 +107,17 @@ def synthesize(
 
     names, members = _target_sets(rig, targets)
     if population is None:
-        parent = targets.parent if isinstance(targets, SiteArray) else None
+        parent = targets.parent if isinstance(targets, SiteArray | MappedSites) else None
         population = parent if parent is not None else targets
     _, pop_members = _target_sets(rig, population)
     pop_ids = list(dict.fromkeys([i for m in [*pop_members, *members] for i in m]))
+    if isinstance(population, MappedSites):  # columns are the mapped sites themselves
+        if len(pop_ids) != len(population):
+            raise ValueError("mapped targets must be sites of the mapped population")
+        resolved = rig._targets(population)
+    else:
+        resolved = rig._targets(pop_ids)
     column = {nid: k for k, nid in enumerate(pop_ids)}
-    resolved = rig._targets(pop_ids)
     w_targets = torch.zeros(len(names), len(pop_ids))
     for t, m in enumerate(members):
         for nid in m:
@@ -232,7 +241,9 @@ def synthesize(
     for col, values in columns.items():
         result.table[col] = values
     for other in transfer or []:
-        other_resolved = other._targets(pop_ids)
+        other_resolved = other._targets(
+            population if isinstance(population, MappedSites) else pop_ids
+        )
         other_ref = _drive(other, ref, other_resolved)
         _, theirs = evaluate(
             kind,

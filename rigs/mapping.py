@@ -1,0 +1,410 @@
+"""Map recorded neurons onto a brain model: linear readouts of a layer, cross-validated.
+
+A mapped site is ``rate = features @ w + b`` over one layer's units (features = the layer's
+activations to the stimuli as the rig presents them). Fitting: ridge regression in closed
+form (regularisation per site by leave-one-out error inside each training fold) or PLS;
+predictivity = Pearson r between the out-of-fold predictions and the mean response over
+repetitions; noise ceiling = the correlation a perfect model could reach with those means,
+``sqrt`` of the Spearman-Brown-corrected split-half reliability. ``layer="best"`` fits each
+candidate layer in turn, holding one layer's features at a time (memory does not grow with
+the number of layers).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+from tqdm.auto import tqdm
+
+import stimuli
+from recordings.real import IMAGE_PATH_COORDS
+
+if TYPE_CHECKING:
+    from rigs.rig import Rig
+
+DEFAULT_ALPHAS = tuple(10.0 ** np.arange(-2, 7))
+
+
+@dataclass(frozen=True)
+class MappedSites:
+    """Recorded sites mapped onto a model layer; behaves like an implanted array.
+
+    ``weights`` (sites, units) and ``bias`` (sites,) map the layer's activations (flat unit
+    order) to the site's rate in the units of the real recording (spikes/s). ``predictivity``
+    is the cross-validated Pearson r, ``noise_ceiling`` the r a perfect model could reach.
+    """
+
+    model_name: str
+    region: str
+    layer: str
+    names: np.ndarray
+    weights: torch.Tensor = field(repr=False)
+    bias: torch.Tensor = field(repr=False)
+    predictivity: np.ndarray = field(repr=False)
+    noise_ceiling: np.ndarray = field(repr=False)
+    method: str = "ridge"
+    info: dict = field(default_factory=dict, repr=False)
+    parent: MappedSites | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @property
+    def sites(self) -> _Indexer:
+        """``mapped.sites[mask]`` / ``mapped.sites[[0, 3]]``: a subset, still mapped."""
+        return _Indexer(self)
+
+    @property
+    def consistency(self) -> np.ndarray:
+        """Predictivity relative to the noise ceiling (1 = as good as the data allow)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.predictivity / self.noise_ceiling
+
+    def report(self) -> pd.DataFrame:
+        """Per site: predictivity (Pearson r), noise ceiling, consistency."""
+        return pd.DataFrame(
+            {
+                "site": self.names,
+                "predictivity": self.predictivity,
+                "noise_ceiling": self.noise_ceiling,
+                "consistency": self.consistency,
+                "layer": self.layer,
+                "method": self.method,
+            }
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"MappedSites({len(self)} sites -> {self.region} ({self.layer}) of "
+            f"{self.model_name!r} by {self.method}, "
+            f"median r {np.nanmedian(self.predictivity):.3f}, "
+            f"median ceiling {np.nanmedian(self.noise_ceiling):.3f})"
+        )
+
+
+class _Indexer:
+    def __init__(self, mapped: MappedSites) -> None:
+        self._m = mapped
+
+    def __getitem__(self, key) -> MappedSites:
+        m = self._m
+        idx = np.atleast_1d(np.asarray(key))
+        if idx.dtype == bool:
+            if len(idx) != len(m):
+                raise ValueError(f"site mask has {len(idx)} entries for {len(m)} mapped sites")
+            idx = np.flatnonzero(idx)
+        if len(idx) == 0:
+            raise ValueError("no mapped sites selected")
+        if idx.min() < -len(m) or idx.max() >= len(m):
+            raise ValueError(f"site indices must lie in [0, {len(m)})")
+        t = torch.as_tensor(idx)
+        return MappedSites(
+            m.model_name,
+            m.region,
+            m.layer,
+            m.names[idx],
+            m.weights[t],
+            m.bias[t],
+            m.predictivity[idx],
+            m.noise_ceiling[idx],
+            m.method,
+            m.info,
+            m.parent or m,
+        )
+
+
+# data ---------------------------------------------------------------------------------
+def _stimuli_for(responses: xr.DataArray, given: stimuli.StimulusSet | None) -> stimuli.StimulusSet:
+    """The StimulusSet of the recording's unique stimulus ids, in first-seen order."""
+    ids = pd.unique(np.asarray(responses.stimulus_id.values).astype(str))
+    if given is not None:
+        table = given.meta.set_index(given.meta["stimulus_id"].astype(str))
+        missing = [s for s in ids if s not in table.index]
+        if missing:
+            raise ValueError(
+                f"{len(missing)} stimulus ids of the responses are not in stimuli= "
+                f"(first: {missing[:3]})"
+            )
+        pos = table.index.get_indexer(ids)
+        return given[pos]
+    path_coord = next((c for c in IMAGE_PATH_COORDS if c in responses.coords), None)
+    if path_coord is None:
+        raise ValueError(
+            "responses carry no stimulus images: pass stimuli= a StimulusSet with their "
+            f"stimulus_id values, or give a presentation coordinate {IMAGE_PATH_COORDS[0]!r}"
+        )
+    if "size_deg" in responses.coords:
+        sizes = np.unique(np.asarray(responses.size_deg.values, dtype=float))
+        if len(sizes) != 1:
+            raise ValueError(f"stimuli of several sizes {sizes[:5]} deg; map one size at a time")
+        size = float(sizes[0])
+    elif "size_deg" in responses.attrs:
+        size = float(responses.attrs["size_deg"])
+    else:
+        raise ValueError(
+            "unknown stimulus size in degrees: add a 'size_deg' presentation coordinate or attr"
+        )
+    first = (
+        pd.DataFrame(
+            {
+                "sid": np.asarray(responses.stimulus_id.values).astype(str),
+                "path": np.asarray(responses[path_coord].values).astype(str),
+            }
+        )
+        .drop_duplicates("sid")
+        .set_index("sid")
+        .loc[ids]
+    )
+    images = []
+    for sid, p in zip(ids, first["path"]):
+        from PIL import Image
+
+        try:
+            with Image.open(p) as im:
+                images.append(np.asarray(im.convert("RGB")))
+        except OSError:
+            raise ValueError(f"stimulus {sid!r}: cannot read image {p!r}") from None
+    shapes = {im.shape for im in images}
+    if len(shapes) != 1:
+        raise ValueError(f"stimulus images have different shapes {sorted(shapes)[:3]}")
+    return stimuli.from_arrays(np.stack(images), size_deg=size, ids=list(ids))
+
+
+def _mean_and_repeats(responses: xr.DataArray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(stimuli, sites) mean response and (stimuli, max_reps, sites) repeats (NaN-padded)."""
+    r = responses.mean("time_bin") if "time_bin" in responses.dims else responses
+    values = np.asarray(r.values, dtype=np.float64)
+    sid = np.asarray(r.stimulus_id.values).astype(str)
+    index = {s: k for k, s in enumerate(ids)}
+    rows = np.array([index[s] for s in sid])
+    counts = np.bincount(rows, minlength=len(ids))
+    reps = np.full((len(ids), counts.max(), values.shape[1]), np.nan)
+    slot = np.zeros(len(ids), dtype=int)
+    for k, row in enumerate(rows):
+        reps[row, slot[row]] = values[k]
+        slot[row] += 1
+    return np.nanmean(reps, axis=1), reps
+
+
+def split_half_ceiling(reps: np.ndarray, n_splits: int = 20, seed: int = 0) -> np.ndarray:
+    """Noise ceiling per site from repetitions (stimuli, reps, sites), NaN-padded.
+
+    Repetitions are split in random halves; the Pearson r between the half means over
+    stimuli is Spearman-Brown corrected (2r / (1 + r)) to the reliability of the full mean,
+    averaged over splits; the ceiling is its square root (the r a perfect model could reach
+    with the mean responses).
+    """
+    n_reps = np.sum(~np.isnan(reps[:, :, 0]), axis=1)
+    if n_reps.min() < 2:
+        raise ValueError(
+            "a noise ceiling needs >= 2 repetitions of every stimulus; "
+            f"{int((n_reps < 2).sum())} stimuli have fewer"
+        )
+    rng = np.random.default_rng(seed)
+    valid = ~np.isnan(reps[:, :, 0])
+    half = (n_reps // 2)[:, None]
+    filled = np.nan_to_num(reps)
+    rel = []
+    for _ in range(n_splits):
+        keys = np.where(valid, rng.random(valid.shape), np.inf)
+        rank = np.argsort(np.argsort(keys, axis=1), axis=1)  # random order of each row's reps
+        in_a = (rank < half)[:, :, None]
+        in_b = ((rank >= half) & (rank < 2 * half))[:, :, None]
+        a = (filled * in_a).sum(1) / half
+        b = (filled * in_b).sum(1) / half
+        r = _pearson(a, b)
+        rel.append(2 * r / (1 + r))
+    reliability = np.nanmean(rel, axis=0)
+    return np.sqrt(np.clip(reliability, 0, None))
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a - a.mean(0)
+    b = b - b.mean(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (a * b).sum(0) / np.sqrt((a**2).sum(0) * (b**2).sum(0))
+
+
+def layer_features(
+    rig: Rig, stim: stimuli.StimulusSet, layer: str, batch_size: int = 64, progress: bool = False
+) -> torch.Tensor:
+    """Activations (stimuli, units) of one layer, streamed batch by batch (float32, CPU)."""
+    rig.check_visible(stim)
+    out = None
+    for lo in tqdm(
+        range(0, len(stim), batch_size), desc=f"features {layer}", leave=False, disable=not progress
+    ):
+        idx = np.arange(lo, min(lo + batch_size, len(stim)))
+        a = rig.model.activations(rig.present(stim, idx), [layer])[layer]
+        a = a.reshape(len(idx), -1).float().cpu()
+        if out is None:
+            out = torch.empty(len(stim), a.shape[1])
+        out[lo : lo + len(idx)] = a
+    return out
+
+
+# regression ---------------------------------------------------------------------------
+def _ridge_fit(
+    x: torch.Tensor, y: torch.Tensor, alphas
+) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """Dual ridge with per-site alpha by exact leave-one-out error; returns (W (F,S), b, alpha)."""
+    xm, ym = x.mean(0), y.mean(0)
+    xc, yc = (x - xm).double(), (y - ym).double()
+    k = xc @ xc.T
+    s, u = torch.linalg.eigh(k)
+    s = s.clamp(min=0)
+    uy = u.T @ yc
+    best = torch.full((y.shape[1],), float("inf"), dtype=torch.float64)
+    chosen = torch.zeros(y.shape[1], dtype=torch.float64)
+    for alpha in alphas:
+        shrink = s / (s + alpha)
+        fitted = u @ (shrink[:, None] * uy)
+        h = (u**2) @ shrink
+        loo = ((yc - fitted) / (1 - h[:, None]).clamp(min=1e-12)) ** 2
+        err = loo.mean(0)
+        better = err < best
+        best = torch.where(better, err, best)
+        chosen = torch.where(better, torch.tensor(float(alpha), dtype=torch.float64), chosen)
+    dual = torch.empty_like(yc)
+    for alpha in torch.unique(chosen):
+        cols = chosen == alpha
+        dual[:, cols] = u @ ((1.0 / (s + alpha))[:, None] * uy[:, cols])
+    w = (xc.T @ dual).float()
+    b = (ym - xm @ w).float()
+    return w, b, chosen.numpy()
+
+
+def _pls_fit(
+    x: torch.Tensor, y: torch.Tensor, n_components: int
+) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """PLS2 regression by NIPALS with ``n_components`` latent variables."""
+    xm, ym = x.mean(0), y.mean(0)
+    xr, yr = (x - xm).double(), (y - ym).double()
+    n_comp = min(n_components, x.shape[0] - 1, x.shape[1])
+    ws, ps, qs = [], [], []
+    for _ in range(n_comp):
+        m = xr.T @ yr
+        w = torch.linalg.svd(m, full_matrices=False)[0][:, 0]
+        t = xr @ w
+        tt = t @ t
+        if tt <= 1e-12:
+            break
+        p = xr.T @ t / tt
+        q = yr.T @ t / tt
+        xr -= torch.outer(t, p)
+        yr -= torch.outer(t, q)
+        ws.append(w)
+        ps.append(p)
+        qs.append(q)
+    wmat, pmat, qmat = torch.stack(ws, 1), torch.stack(ps, 1), torch.stack(qs, 1)
+    coef = wmat @ torch.linalg.solve(pmat.T @ wmat, qmat.T)
+    w = coef.float()
+    return w, (ym - xm @ w).float(), np.full(y.shape[1], len(ws))
+
+
+def _fit(method: str, x, y, alphas, n_components):
+    if method == "ridge":
+        return _ridge_fit(x, y, alphas)
+    if method == "pls":
+        return _pls_fit(x, y, n_components)
+    raise ValueError(f"method must be 'ridge' or 'pls', got {method!r}")
+
+
+def cross_validated(
+    method: str, x: torch.Tensor, y: torch.Tensor, cv: int, seed: int, alphas, n_components: int
+) -> np.ndarray:
+    """Out-of-fold predictions (stimuli, sites) from ``cv``-fold cross-validation."""
+    n = len(x)
+    if not isinstance(cv, int) or not 2 <= cv <= n:
+        raise ValueError(f"cv must be an integer in [2, {n}], got {cv!r}")
+    folds = np.random.default_rng(seed).permutation(n) % cv
+    pred = np.empty(tuple(y.shape))
+    for f in range(cv):
+        test = torch.as_tensor(folds == f)
+        w, b, _ = _fit(method, x[~test], y[~test], alphas, n_components)
+        pred[test.numpy()] = (x[test] @ w + b).numpy()
+    return pred
+
+
+def map_neurons(
+    rig: Rig,
+    responses: xr.DataArray,
+    region: str,
+    method: str = "ridge",
+    cv: int = 5,
+    seed: int = 0,
+    layer: str | None = None,
+    candidate_layers: list[str] | None = None,
+    stimuli_set: stimuli.StimulusSet | None = None,
+    noise_ceiling: bool | str = "auto",
+    alphas=DEFAULT_ALPHAS,
+    n_components: int = 25,
+    batch_size: int = 64,
+    progress: bool = True,
+) -> MappedSites:
+    """See :meth:`rigs.rig.Rig.map_neurons`."""
+    from recordings.real import load_responses
+
+    if method not in ("ridge", "pls"):
+        raise ValueError(f"method must be 'ridge' or 'pls', got {method!r}")
+    responses = load_responses(responses)
+    model = rig.model
+    rc = model.region(region)
+    stim = _stimuli_for(responses, stimuli_set)
+    ids = np.asarray(stim.ids).astype(str)
+    mean, reps = _mean_and_repeats(responses, ids)
+    if noise_ceiling is True or (noise_ceiling == "auto" and reps.shape[1] >= 2):
+        try:
+            ceiling = split_half_ceiling(reps, seed=seed)
+        except ValueError:
+            if noise_ceiling is True:
+                raise
+            warnings.warn("some stimuli have 1 repetition: noise ceiling set to NaN", stacklevel=2)
+            ceiling = np.full(mean.shape[1], np.nan)
+    elif noise_ceiling is True:
+        raise ValueError("a noise ceiling needs repetitions; the responses have one per stimulus")
+    else:
+        ceiling = np.full(mean.shape[1], np.nan)
+    y = torch.as_tensor(mean, dtype=torch.float32)
+    if layer == "best":
+        layers = candidate_layers or [model.region(r).layer for r in model.regions]
+    else:
+        layers = [layer or rc.layer]
+    scores = {}
+    best = None
+    for name in layers:  # one layer's features in memory at a time
+        x = layer_features(rig, stim, name, batch_size, progress)
+        pred = cross_validated(method, x, y, cv, seed, alphas, n_components)
+        r = _pearson(pred, mean)
+        scores[name] = float(np.nanmedian(r))
+        if best is None or scores[name] > scores[best[0]]:
+            w, b, reg = _fit(method, x, y, alphas, n_components)
+            best = (name, r, w, b, reg)
+        del x
+    name, r, w, b, reg = best
+    names = np.asarray(responses.neuroid_id.values).astype(str)
+    return MappedSites(
+        model_name=model.name,
+        region=region,
+        layer=name,
+        names=names,
+        weights=w.T.contiguous(),
+        bias=b,
+        predictivity=r,
+        noise_ceiling=ceiling,
+        method=method,
+        info={
+            "layer_scores": scores,
+            "regularisation": reg,
+            "cv": cv,
+            "seed": seed,
+            "n_stimuli": len(stim),
+            "stimuli": stim,
+        },
+    )
