@@ -120,9 +120,14 @@ class _Indexer:
 
 
 # data ---------------------------------------------------------------------------------
+def _strings(values) -> np.ndarray:
+    """Any array of labels (object, <U, StringDType, numbers) as an object array of str."""
+    return np.asarray([str(v) for v in np.asarray(values, dtype=object).ravel()], dtype=object)
+
+
 def _stimuli_for(responses: xr.DataArray, given: stimuli.StimulusSet | None) -> stimuli.StimulusSet:
     """The StimulusSet of the recording's unique stimulus ids, in first-seen order."""
-    ids = pd.unique(np.asarray(responses.stimulus_id.values).astype(str))
+    ids = pd.unique(_strings(responses.stimulus_id.values))
     if given is not None:
         table = given.meta.set_index(given.meta["stimulus_id"].astype(str))
         missing = [s for s in ids if s not in table.index]
@@ -153,8 +158,8 @@ def _stimuli_for(responses: xr.DataArray, given: stimuli.StimulusSet | None) -> 
     first = (
         pd.DataFrame(
             {
-                "sid": np.asarray(responses.stimulus_id.values).astype(str),
-                "path": np.asarray(responses[path_coord].values).astype(str),
+                "sid": _strings(responses.stimulus_id.values),
+                "path": _strings(responses[path_coord].values),
             }
         )
         .drop_duplicates("sid")
@@ -180,7 +185,7 @@ def _mean_and_repeats(responses: xr.DataArray, ids: np.ndarray) -> tuple[np.ndar
     """(stimuli, sites) mean response and (stimuli, max_reps, sites) repeats (NaN-padded)."""
     r = responses.mean("time_bin") if "time_bin" in responses.dims else responses
     values = np.asarray(r.values, dtype=np.float64)
-    sid = np.asarray(r.stimulus_id.values).astype(str)
+    sid = _strings(r.stimulus_id.values)
     index = {s: k for k, s in enumerate(ids)}
     rows = np.array([index[s] for s in sid])
     counts = np.bincount(rows, minlength=len(ids))
@@ -257,8 +262,9 @@ def _ridge_fit(
     xm, ym = x.mean(0), y.mean(0)
     xc, yc = (x - xm).double(), (y - ym).double()
     k = xc @ xc.T
-    s, u = torch.linalg.eigh(k)
-    s = s.clamp(min=0)
+    # numpy's LAPACK: torch.linalg.eigh on CPU measured 25x slower here (30 s vs 1.2 s, n=1600)
+    s_np, u_np = np.linalg.eigh(k.numpy())
+    s, u = torch.from_numpy(s_np).clamp(min=0), torch.from_numpy(u_np)
     uy = u.T @ yc
     best = torch.full((y.shape[1],), float("inf"), dtype=torch.float64)
     chosen = torch.zeros(y.shape[1], dtype=torch.float64)
@@ -357,7 +363,7 @@ def map_neurons(
     model = rig.model
     rc = model.region(region)
     stim = _stimuli_for(responses, stimuli_set)
-    ids = np.asarray(stim.ids).astype(str)
+    ids = _strings(stim.ids)
     mean, reps = _mean_and_repeats(responses, ids)
     if noise_ceiling is True or (noise_ceiling == "auto" and reps.shape[1] >= 2):
         try:
@@ -388,7 +394,7 @@ def map_neurons(
             best = (name, r, w, b, reg)
         del x
     name, r, w, b, reg = best
-    names = np.asarray(responses.neuroid_id.values).astype(str)
+    names = _strings(responses.neuroid_id.values)
     return MappedSites(
         model_name=model.name,
         region=region,
@@ -405,6 +411,6 @@ def map_neurons(
             "cv": cv,
             "seed": seed,
             "n_stimuli": len(stim),
-            "stimuli": stim,
+            "stimuli_fingerprint": stim.fingerprint(),
         },
     )

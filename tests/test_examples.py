@@ -14,6 +14,9 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
     [
         ("microstim_afraz.py", ["--model", "tiny", "--controls", "3"], "shift in P('cat')"),
         ("muscimol_tasks.py", ["--model", "tiny", "--controls", "2"], "Spearman rho"),
+        # the closed-loop claim must hold on the tiny model: mapped, synthesized images beat
+        # the ground-truth animal's best natural image for a majority of well-predicted sites
+        ("closed_loop.py", ["--model", "tiny", "--sites", "16", "--steps", "128"], "CLAIM HOLDS"),
     ],
 )
 def test_example_runs(script, args, expect, tmp_path):
