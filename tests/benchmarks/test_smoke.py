@@ -43,3 +43,9 @@ def test_bench_synthesis_efficacy_quick():
     result = _load("bench_synthesis_efficacy").main(["--quick"])
     for key in ("V4_drive", "V4_silence", "V4_one_hot", "IT_drive", "IT_silence", "IT_one_hot"):
         assert 0 <= result[key]["beats_natural"] <= 1
+
+
+def test_bench_mapping_quick():
+    result = _load("bench_mapping").main(["--quick"])
+    assert [r["layers"] for r in result["runs"]] == ["commitment", "v4,it", "v2,v4,it"]
+    assert all(r["peak_rss_mb"] > 0 for r in result["runs"])
