@@ -24,6 +24,7 @@ _LAZY = {
     "recordings": ("recordings", None),
     "perturb": ("perturb", None),
     "rigs": ("rigs", None),
+    "view": ("insilico.viewer", "view"),
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -175,6 +175,20 @@ def cmd_synthesize(args: argparse.Namespace) -> None:
     print(f"time      {time.perf_counter() - t0:.1f} s")
 
 
+def cmd_view(args: argparse.Namespace) -> None:
+    from insilico.viewer import view
+
+    try:
+        view(args.path, synthesize=args.synthesize or None)  # bad store: ValueError, exit 2
+        import napari
+    except ImportError as err:
+        raise CLIError(
+            f"insilico view needs napari and Qt ({err.name} is missing): "
+            "pip install 'insilico-lab[view]'"
+        ) from None
+    napari.run()
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from insilico.demo import run_demo
 
@@ -282,6 +296,13 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--overwrite", action="store_true")
     y.add_argument("--quiet", action="store_true")
     y.set_defaults(func=cmd_synthesize)
+
+    w = sub.add_parser("view", help="open a synthesis or recording store in napari (view extra)")
+    w.add_argument(
+        "path", nargs="?", default=None, help="zarr store (omit: empty viewer + Synthesize)"
+    )
+    w.add_argument("--synthesize", action="store_true", help="also open the Synthesize dock")
+    w.set_defaults(func=cmd_view)
 
     d = sub.add_parser(
         "demo",
