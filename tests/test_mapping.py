@@ -1,3 +1,5 @@
+from datetime import UTC
+
 import numpy as np
 import pytest
 import torch
@@ -173,3 +175,30 @@ def test_bad_input(rig, truth):
     with pytest.raises(FileNotFoundError, match="no responses"):
         lab.recordings.load_responses("/no/such/file.nc")
     torch.manual_seed(0)
+
+
+def test_nwb_input(tmp_path):
+    pynwb = pytest.importorskip("pynwb")
+    from datetime import datetime
+
+    nwb = pynwb.NWBFile(
+        session_description="test",
+        identifier="t",
+        session_start_time=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    nwb.add_trial_column("stimulus_id", "stimulus")
+    nwb.add_trial_column("size_deg", "image width in degrees")
+    for k in range(6):
+        nwb.add_trial(
+            start_time=float(k), stop_time=k + 0.5, stimulus_id=f"im{k % 3}", size_deg=4.0
+        )
+    nwb.add_unit(spike_times=[0.1, 1.08, 1.12, 2.09, 3.2])
+    nwb.add_unit(spike_times=[0.08, 0.09, 4.1, 5.15])
+    path = tmp_path / "session.nwb"
+    with pynwb.NWBHDF5IO(str(path), "w") as io:
+        io.write(nwb)
+    rec = lab.recordings.load_responses(path)  # spikes in 70-170 ms after each trial start
+    assert rec.dims == ("presentation", "neuroid")
+    assert np.array_equal(rec.values, [[10, 20], [20, 0], [10, 0], [0, 0], [0, 10], [0, 10]])
+    assert list(rec.repetition.values) == [0, 0, 0, 1, 1, 1]
+    assert float(rec.size_deg.values[0]) == 4.0
