@@ -175,6 +175,38 @@ def cmd_synthesize(args: argparse.Namespace) -> None:
     print(f"time      {time.perf_counter() - t0:.1f} s")
 
 
+def cmd_run(args: argparse.Namespace) -> None:
+    from insilico import experiments
+
+    if args.list:
+        for name, path in experiments.library().items():
+            spec = experiments.load(path)
+            first = spec.description.strip().splitlines()[0] if spec.description else ""
+            print(f"{name:<24} {first}")
+        return
+    if not args.experiment:
+        raise CLIError("give an experiment file or a shipped name (insilico run --list)")
+    exp = experiments.Experiment.from_toml(experiments.resolve(args.experiment))
+    if args.model:
+        exp = exp.with_model(args.model)
+    out = args.out or f"runs/{exp.spec.name}"
+    res = exp.run(
+        out,
+        overwrite=args.overwrite,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        progress=not args.quiet,
+    )
+    print(f"{exp.spec.name}: {len(res.predictions)} predictions ({res.seconds:.1f} s)")
+    for p in res.predictions:
+        print(
+            f"  [{p['verdict']:>12}] {p['name']}: {p['metric']} = {p['value']:.4g} "
+            f"(95% CI {p['ci'][0]:.4g} .. {p['ci'][1]:.4g}; expected {p['expect']})"
+        )
+    print(f"report    {res.out / 'report.md'}")
+    print(f"results   {res.out / 'results.zarr'}")
+
+
 def cmd_view(args: argparse.Namespace) -> None:
     from insilico.viewer import view
 
@@ -296,6 +328,22 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--overwrite", action="store_true")
     y.add_argument("--quiet", action="store_true")
     y.set_defaults(func=cmd_synthesize)
+
+    e = sub.add_parser(
+        "run",
+        help="run an experiment file (or a shipped experiment) and write a report",
+        description="Run EXPERIMENT (a .toml file or a shipped name, see --list): every "
+        "measure under every condition, predictions evaluated, results.zarr + report.md.",
+    )
+    e.add_argument("experiment", nargs="?", default=None)
+    e.add_argument("--list", action="store_true", help="list the shipped experiments")
+    e.add_argument("--out", default=None, help="output folder (default runs/NAME)")
+    e.add_argument("--model", default=None, help="run on another model (e.g. tiny)")
+    e.add_argument("--workers", type=int, default=None, help="local Dask workers for a sweep")
+    e.add_argument("--scheduler", default=None, help="address of a running Dask scheduler")
+    e.add_argument("--overwrite", action="store_true")
+    e.add_argument("--quiet", action="store_true")
+    e.set_defaults(func=cmd_run)
 
     w = sub.add_parser("view", help="open a synthesis or recording store in napari (view extra)")
     w.add_argument(

@@ -253,7 +253,7 @@ class BrainModel:
         if silencing is None:
             base: float | torch.Tensor = rc.baseline_hz
         else:
-            s = silencing if units is None else silencing[torch.as_tensor(units)]
+            s = silencing if units is None else silencing[torch.tensor(np.asarray(units))]
             base = s.to(activation.device) * rc.baseline_hz
         drive = activation * gain + base
         return drive.clamp_(min=0.0) if clamp else drive

@@ -1,0 +1,214 @@
+"""Experiment reports: Markdown with PNG figures (matplotlib). Every effect is shown with its
+control: a condition against the one it is compared with, or a perturbation's effect against
+the distribution of its matched random controls."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from insilico.experiments.run import Results
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _tuning_figure(name: str, by_cond: dict, parameter: str, path: Path) -> bool:
+    from insilico.analysis import tuning_curve
+
+    plt = _plt()
+    first = next(iter(by_cond.values())).data
+    if parameter not in first.coords:
+        return False
+    fig, axes = plt.subplots(2, 4, figsize=(11, 5), sharex=True, constrained_layout=True)
+    curves = {c: tuning_curve(mo.data, parameter) for c, mo in by_cond.items()}
+    ref = next(iter(curves.values()))
+    order = np.argsort(-np.ptp(ref["mean"].values, axis=0))[:8]
+    for ax, k in zip(axes.ravel(), order):
+        for c, cur in curves.items():
+            ax.errorbar(
+                cur[parameter].values,
+                cur["mean"].values[:, k],
+                yerr=cur["sem"].values[:, k],
+                marker="o",
+                ms=3,
+                capsize=2,
+                label=c,
+            )
+        ax.set_title(str(ref.neuroid_id.values[k]), fontsize=8)
+    axes[0, 0].legend(fontsize=7)
+    for ax in axes[-1]:
+        ax.set_xlabel(parameter)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("spikes/s (mean ± s.e.m.)")
+    fig.suptitle(f"{name}: tuning to {parameter}")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def _rf_figure(name: str, mo: Any, path: Path) -> bool:
+    rec = mo.data
+    if "position_x_deg" not in rec.coords or len(np.unique(rec.position_x_deg.values)) < 3:
+        return False
+    plt = _plt()
+    r = rec.mean("time_bin")
+    x, y = r.position_x_deg.values, r.position_y_deg.values
+    xs, ys = np.unique(x), np.unique(y)
+    fig, axes = plt.subplots(2, 4, figsize=(11, 5), constrained_layout=True)
+    order = np.argsort(-r.values.std(0))[:8]
+    for ax, k in zip(axes.ravel(), order):
+        grid = np.full((len(ys), len(xs)), np.nan)
+        for v, xx, yy in zip(r.values[:, k], x, y):
+            cell = grid[np.searchsorted(ys, yy), np.searchsorted(xs, xx)]
+            grid[np.searchsorted(ys, yy), np.searchsorted(xs, xx)] = (
+                v if np.isnan(cell) else max(cell, v)
+            )
+        ax.imshow(grid, origin="lower", extent=[xs[0], xs[-1], ys[0], ys[-1]], cmap="magma")
+        ax.plot(r.rf_x_deg.values[k], r.rf_y_deg.values[k], "c+", ms=10)
+        ax.set_title(str(r.neuroid_id.values[k]), fontsize=8)
+        ax.set_xlabel("azimuth (deg)")
+    fig.suptitle(f"{name}: receptive fields from sparse noise (+: unit table RF centre)")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def _bars_figure(name: str, by_cond: dict, metric: str, path: Path) -> bool:
+    plt = _plt()
+    conds = [c for c, mo in by_cond.items() if metric in mo.values and len(mo.values[metric])]
+    if not conds:
+        return False
+    fig, ax = plt.subplots(figsize=(4 + len(conds), 3.5), constrained_layout=True)
+    rng = np.random.default_rng(0)
+    for i, c in enumerate(conds):
+        v = by_cond[c].values[metric]
+        boot = v[rng.integers(0, len(v), size=(1000, len(v)))].mean(1)
+        ax.bar(
+            i,
+            v.mean(),
+            yerr=[[v.mean() - np.percentile(boot, 2.5)], [np.percentile(boot, 97.5) - v.mean()]],
+            capsize=4,
+        )
+    ax.set_xticks(range(len(conds)), conds)
+    ax.set_ylabel(f"{metric} (mean, 95% bootstrap CI)")
+    ax.set_title(name)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def _effect_figure(name: str, mo: Any, path: Path) -> bool:
+    eff = mo.data
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 3.5), constrained_layout=True)
+    if len(eff.control_effects):
+        ax.hist(eff.control_effects, bins=20, color="grey", label="matched random controls")
+    ax.axvline(eff.effect, color="red", label="perturbation")
+    ax.axvspan(eff.ci[0], eff.ci[1], color="red", alpha=0.2, label="95% CI")
+    ax.set_xlabel(f"effect on {eff.readout} ({eff.unit})")
+    ax.legend(fontsize=7)
+    ax.set_title(f"{name}: {eff.perturbation.get('type')}")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def _synthesis_figure(name: str, by_cond: dict, path: Path) -> bool:
+    plt = _plt()
+    res = next(iter(by_cond.values())).data
+    n = min(8, len(res))
+    fig, axes = plt.subplots(1, n, figsize=(2 * n, 2.6), constrained_layout=True, squeeze=False)
+    gamma = float(res.attrs.get("display", {}).get("gamma", 2.2))
+    for k, ax in enumerate(axes[0]):
+        img = res.images[k].permute(1, 2, 0).numpy() ** (1 / gamma)
+        ax.imshow(img.clip(0, 1))
+        row = res.table.iloc[k]
+        nat = res.targets.set_index("target").loc[row.target, "best_natural"]
+        ax.set_title(f"{row.target}\n{row.response:.0f} vs natural {nat:.0f}", fontsize=7)
+        ax.axis("off")
+    fig.suptitle(f"{name}: synthesized images (response vs best natural, spikes/s)")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def write_report(res: Results, sweep: Any = None) -> list[str]:
+    """Write ``report.md`` and figures into the results folder; return the figure paths."""
+    out = res.out
+    figdir = out / "figures"
+    figdir.mkdir(exist_ok=True)
+    figures = []
+    lines = [
+        f"# {res.spec.name}",
+        "",
+        res.spec.description,
+        "",
+        f"Model `{res.spec.model['name']}`; run time {res.seconds:.1f} s.",
+        "",
+    ]
+    lines += [
+        "## Predictions",
+        "",
+        "| prediction | statistic | value | 95% CI | expected | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    for p in res.predictions:
+        stat = p["metric"] + (
+            f" ({p['condition']} − {p['versus']})" if "versus" in p else f" ({p['condition']})"
+        )
+        lines.append(
+            f"| {p['name']} | {stat} | {p['value']:.4g} | [{p['ci'][0]:.4g}, "
+            f"{p['ci'][1]:.4g}] | {p['expect']} | **{p['verdict']}** |"
+        )
+    lines += [""]
+    for m in res.spec.measures:
+        by_cond = res.measures[m["name"]]
+        lines += [f"## Measure `{m['name']}` ({m['kind']})", ""]
+        for c, mo in by_cond.items():
+            summary = ", ".join(f"{k} = {v:.4g}" for k, v in mo.summary.items())
+            lines.append(f"- **{c}**: {summary}")
+        lines.append("")
+        made = []
+        if m["kind"] == "record":
+            for parameter in ("orientation_deg", "size_deg", "sf_cpd"):
+                path = figdir / f"{m['name']}_{parameter}.png"
+                first = next(iter(by_cond.values())).data
+                if (
+                    parameter in first.coords
+                    and len(np.unique(first[parameter].values)) > 2
+                    and _tuning_figure(m["name"], by_cond, parameter, path)
+                ):
+                    made.append(path)
+            path = figdir / f"{m['name']}_rf.png"
+            if _rf_figure(m["name"], next(iter(by_cond.values())), path):
+                made.append(path)
+        elif m["kind"] in ("behave",):
+            for metric in ("accuracy", "p_choice"):
+                path = figdir / f"{m['name']}_{metric}.png"
+                if _bars_figure(m["name"], by_cond, metric, path):
+                    made.append(path)
+        elif m["kind"] == "compare":
+            path = figdir / f"{m['name']}_effect.png"
+            if _effect_figure(m["name"], next(iter(by_cond.values())), path):
+                made.append(path)
+        elif m["kind"] == "synthesize":
+            path = figdir / f"{m['name']}_images.png"
+            if _synthesis_figure(m["name"], by_cond, path):
+                made.append(path)
+        for path in made:
+            lines += [f"![{path.stem}](figures/{path.name})", ""]
+        figures += [str(p) for p in made]
+    if sweep is not None:
+        lines += ["## Sweep", "", "```", sweep.to_string(index=False), "```", ""]
+    (out / "report.md").write_text("\n".join(lines))
+    return figures

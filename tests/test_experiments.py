@@ -1,0 +1,204 @@
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from insilico import experiments
+from insilico.cli import main
+from insilico.experiments import Experiment, ExperimentError
+from insilico.experiments import sweep as sweep_mod
+
+BASE = """
+name = "test"
+seed = 0
+
+[model]
+name = "tiny"
+
+[[implant]]
+name = "v1"
+region = "V1"
+n_sites = 16
+at_deg = [1.0, -1.0]
+
+[[stimuli]]
+name = "gratings"
+kind = "gratings"
+size_deg = 3.0
+position_deg = [1.0, -1.0]
+orientation_deg = { start = 0, stop = 180, step = 30 }
+
+[[condition]]
+name = "lesion"
+perturbations = [{ type = "Lesion", region = "V1" }]
+
+[[measure]]
+name = "tuning"
+kind = "record"
+stimuli = "gratings"
+targets = "v1"
+conditions = ["control", "lesion"]
+"""
+
+
+def test_every_shipped_experiment_validates():
+    shipped = experiments.library()
+    assert {
+        "v1_orientation_tuning",
+        "rf_mapping",
+        "size_tuning",
+        "it_category",
+        "microstim_decision",
+        "muscimol_deficit",
+        "population_control",
+    } <= set(shipped)
+    for path in shipped.values():
+        spec = experiments.load(path)
+        assert spec.predictions, f"{path.name} states no prediction"
+
+
+@pytest.mark.parametrize("name", ["v1_orientation_tuning", "rf_mapping"])
+def test_shipped_experiment_runs_on_tiny(name, tmp_path):
+    exp = Experiment.from_toml(experiments.resolve(name)).with_model("tiny")
+    res = exp.run(tmp_path / name, progress=False)
+    assert all(p["verdict"] in ("supported", "falsified", "inconclusive") for p in res.predictions)
+    report = (tmp_path / name / "report.md").read_text()
+    assert "## Predictions" in report and res.figures
+    for fig in res.figures:
+        assert (tmp_path / name / "figures").exists() and fig.endswith(".png")
+    stored = xr.open_dataset(
+        tmp_path / name / "results.zarr",
+        engine="zarr",
+        group=f"{exp.spec.measures[0]['name']}/control",
+        consolidated=False,
+    )
+    assert any(v.startswith("metric__") for v in stored.data_vars)
+    verdicts = json.loads((tmp_path / name / "predictions.json").read_text())
+    assert [v["name"] for v in verdicts] == [p["name"] for p in res.predictions]
+
+
+def test_true_prediction_supported_false_one_falsified(tmp_path):
+    text = (
+        BASE
+        + """
+[[prediction]]
+name = "gratings drive the sites"
+measure = "tuning"
+metric = "mean_rate"
+expect = "> 1"
+
+[[prediction]]
+name = "deliberately false: the lesion raises rates"
+measure = "tuning"
+metric = "mean_rate"
+condition = "lesion"
+versus = "control"
+expect = ">= 10"
+
+[[prediction]]
+name = "the lesion silences the sites"
+measure = "tuning"
+metric = "mean_rate"
+condition = "lesion"
+versus = "control"
+expect = "< -1"
+"""
+    )
+    res = Experiment.from_text(text).run(tmp_path / "out", progress=False)
+    verdicts = res.verdicts()
+    assert verdicts["gratings drive the sites"] == "supported"
+    assert verdicts["deliberately false: the lesion raises rates"] == "falsified"
+    assert verdicts["the lesion silences the sites"] == "supported"
+    diff = res.predictions[1]
+    assert diff["value_condition"] == 0 and diff["value_versus"] > 1  # effect with its control
+
+
+SWEEP = (
+    BASE
+    + """
+[sweep]
+measure = "tuning"
+
+[sweep.parameters]
+"implant.v1.at_deg" = [[1.0, -1.0], [-1.0, 1.0]]
+"stimuli.gratings.contrast" = [0.5, 1.0]
+"""
+)
+
+
+def test_sweep_on_two_workers_equals_serial_and_resumes(tmp_path, monkeypatch):
+    exp = Experiment.from_text(SWEEP)
+    serial = sweep_mod.run_sweep(exp, tmp_path / "serial.zarr", progress=False)
+    assert serial.attrs["tasks_run"] == 4
+    parallel = sweep_mod.run_sweep(exp, tmp_path / "parallel.zarr", workers=2, progress=False)
+    a = xr.open_dataset(tmp_path / "serial.zarr", engine="zarr", consolidated=False)["value"]
+    b = xr.open_dataset(tmp_path / "parallel.zarr", engine="zarr", consolidated=False)["value"]
+    assert np.array_equal(a.values, b.values)  # bit for bit
+    assert serial.equals(parallel)
+    # a sweep killed after two tasks resumes with only the missing ones
+    real = sweep_mod.run_task
+    calls = {"n": 0}
+
+    def dying(*args, **kwargs):
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("killed")
+        calls["n"] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sweep_mod, "run_task", dying)
+    with pytest.raises(KeyboardInterrupt):
+        sweep_mod.run_sweep(exp, tmp_path / "resumed.zarr", progress=False)
+    monkeypatch.setattr(sweep_mod, "run_task", real)
+    resumed = sweep_mod.run_sweep(exp, tmp_path / "resumed.zarr", progress=False)
+    assert resumed.attrs["tasks_run"] == 2
+    c = xr.open_dataset(tmp_path / "resumed.zarr", engine="zarr", consolidated=False)["value"]
+    assert np.array_equal(a.values, c.values)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (("n_sites = 16", "n_sites = 16\ncolour = 3"), r":12: implant.colour: unknown key"),
+        (("n_sites = 16", 'n_sites = "many"'), r":11: implant.n_sites: must be an integer"),
+        (
+            ('conditions = ["control", "lesion"]', 'conditions = ["control", "muscimol"]'),
+            r":30: measure.conditions: refers to condition 'muscimol', which is not defined",
+        ),
+        (
+            ("size_deg = 3.0", 'size_deg = "64px"'),
+            r":17: stimuli.size_deg: must be a number of degrees, got '64px' \(pixels",
+        ),
+        (("size_deg = 3.0", "size_px = 64"), r":17: stimuli.size_px: sizes are in degrees"),
+        (("size_deg = 3.0", "size_deg = -3.0"), r":17: stimuli.size_deg: must be positive"),
+        (
+            ('stimuli = "gratings"\ntargets', 'stimuli = "bars"\ntargets'),
+            r":28: measure.stimuli: refers to stimuli 'bars', which is not defined",
+        ),
+    ],
+)
+def test_bad_experiment_files(edit, message):
+    old, new = edit
+    assert old in BASE
+    with pytest.raises(ExperimentError, match=message):
+        experiments.parse(BASE.replace(old, new, 1), "bad.toml")
+
+
+def test_cli_run_and_list(tmp_path, capsys):
+    assert main(["run", "--list"]) == 0
+    assert "muscimol_deficit" in capsys.readouterr().out
+    path = tmp_path / "exp.toml"
+    path.write_text(
+        BASE + '\n[[prediction]]\nname = "p"\nmeasure = "tuning"\n'
+        'metric = "mean_rate"\nexpect = "> 1"\n'
+    )
+    assert main(["run", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    assert "supported" in capsys.readouterr().out
+    path.write_text(BASE.replace("n_sites = 16", "n_sites = 16\ncolour = 3"))
+    assert main(["run", str(path), "--out", str(tmp_path / "out2")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err.startswith("insilico: error:")
+        and "implant.colour" in err
+        and len(err.splitlines()) == 1
+    )
