@@ -113,7 +113,13 @@ def run_sweep(
     todo = [i for i in range(len(all_tasks)) if not done[i]]
     t0 = time.perf_counter()
     if todo and (workers or scheduler):
-        from distributed import Client, LocalCluster
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise ExperimentError(
+                f"workers={workers!r}/scheduler={scheduler!r} need Dask distributed; "
+                "install it with: pip install 'insilico-lab[scale]'"
+            ) from None
 
         cluster = (
             None
