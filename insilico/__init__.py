@@ -25,6 +25,8 @@ _LAZY = {
     "perturb": ("perturb", None),
     "rigs": ("rigs", None),
     "view": ("insilico.viewer", "view"),
+    "Experiment": ("insilico.experiments", "Experiment"),
+    "experiments": ("insilico.experiments", None),
 }
 
 __all__ = ["__version__", *_LAZY]

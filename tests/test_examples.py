@@ -16,6 +16,7 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
         ("muscimol_tasks.py", ["--model", "tiny", "--controls", "2"], "Spearman rho"),
         # the closed-loop claim must hold on the tiny model: mapped, synthesized images beat
         # the ground-truth animal's best natural image for a majority of well-predicted sites
+        ("scripted_experiment.py", ["--model", "tiny", "--out", "sx"], "sf 4 cpd  surround"),
         ("closed_loop.py", ["--model", "tiny", "--sites", "16", "--steps", "128"], "CLAIM HOLDS"),
     ],
 )

@@ -202,3 +202,17 @@ def test_cli_run_and_list(tmp_path, capsys):
         and "implant.colour" in err
         and len(err.splitlines()) == 1
     )
+
+
+def test_experiment_is_public_and_with_parameters_names_bad_paths():
+    import insilico as lab
+
+    exp = lab.Experiment.from_text(BASE)
+    changed = exp.with_parameters({"stimuli.gratings.size_deg": 2.0})
+    assert changed.spec.stimuli[0]["size_deg"] == 2.0 and exp.spec.stimuli[0]["size_deg"] == 3.0
+    with pytest.raises(ExperimentError, match="refers to stimuli 'nope', which is not defined"):
+        exp.with_parameters({"stimuli.nope.size_deg": 2.0})
+    with pytest.raises(ExperimentError, match="KIND one of"):
+        exp.with_parameters({"bogus.x.y": 1})
+    with pytest.raises(ExperimentError, match=r"perturbation index '3' is not in 0\.\.0"):
+        exp.with_parameters({"condition.lesion.3.region": "V2"})

@@ -142,15 +142,31 @@ class Experiment:
         """A copy with sweep parameters applied (``condition.NAME[.i].key = value``)."""
         spec = copy.deepcopy(self.spec)
         for path, value in params.items():
-            kind, name, *rest = path.split(".")
-            table = {
+            kind, name, *rest = [*path.split("."), "", ""]
+            rest = [r for r in rest if r]
+            tables = {
                 "condition": spec.conditions,
                 "measure": spec.measures,
                 "implant": spec.implants,
                 "stimuli": spec.stimuli,
-            }[kind]
-            item = next(t for t in table if t["name"] == name)
+            }
+            if kind not in tables or not rest:
+                raise ExperimentError(
+                    f"parameter {path!r}: expected KIND.NAME.KEY with KIND one of "
+                    f"{', '.join(tables)} (conditions: condition.NAME.INDEX.KEY)"
+                )
+            item = next((t for t in tables[kind] if t["name"] == name), None)
+            if item is None:
+                raise ExperimentError(
+                    f"parameter {path!r} refers to {kind} {name!r}, which is not defined "
+                    f"(defined: {', '.join(t['name'] for t in tables[kind]) or 'none'})"
+                )
             if kind == "condition" and len(rest) == 2:
+                n = len(item["perturbations"])
+                if not rest[0].isdigit() or int(rest[0]) >= n:
+                    raise ExperimentError(
+                        f"parameter {path!r}: perturbation index {rest[0]!r} is not in 0..{n - 1}"
+                    )
                 item["perturbations"][int(rest[0])][rest[1]] = value
             else:
                 item[rest[-1]] = value
