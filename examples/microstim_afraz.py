@@ -35,27 +35,14 @@ decoder = rig.fit_task(pool[train], labels[train], region="IT")
 print(decoder)
 
 # where on the IT sheet do units prefer cat crops? (d' per unit, averaged within 1 mm)
-rates = rig.region_rates(pool[train], "IT").numpy()
-is_cat = labels[train] == "cat"
-pooled_sd = np.sqrt(0.5 * (rates[is_cat].var(0) + rates[~is_cat].var(0)) + 1e-6)
-dprime = (rates[is_cat].mean(0) - rates[~is_cat].mean(0)) / pooled_sd
-xy = model.units("IT")[["tissue_x_mm", "tissue_y_mm"]].to_numpy()
-grid = xy[:: max(1, len(xy) // 400)]
-score = [np.mean(dprime[np.hypot(*(xy - g).T) < 1.0]) for g in grid]
-site = tuple(float(v) for v in grid[int(np.argmax(score))])
-print(
-    f"most cat-preferring IT patch at ({site[0]:.2f}, {site[1]:.2f}) mm, mean d' {max(score):.2f}"
-)
+site = lab.perturb.preferred_site(rig, "IT", pool[train], labels[train], "cat", radius_mm=1.0)
+print(f"most cat-preferring IT patch at ({site[0]:.2f}, {site[1]:.2f}) mm")
 
 # ambiguous test images: 50/50 blends (linear light) of held-out cat and other crops
 test_cats = test[labels[test] == "cat"]
 test_others = test[labels[test] == "other"]
 k = min(len(test_cats), len(test_others))
-a, _ = pool[test_cats[:k]].images()
-b, _ = pool[test_others[:k]].images()
-blends = lab.stimuli.from_arrays(
-    (0.5 * a + 0.5 * b).permute(0, 2, 3, 1).numpy(), size_deg=size, encoding="linear"
-)
+blends = lab.stimuli.blend(pool[test_cats[:k]], pool[test_others[:k]], weight=0.5)
 
 stim = lab.perturb.Microstimulation("IT", at_mm=site, current_ua=args.current_ua)
 effect = lab.perturb.compare(

@@ -341,7 +341,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--model", default=None, help="run on another model (e.g. tiny)")
     e.add_argument("--workers", type=int, default=None, help="local Dask workers for a sweep")
     e.add_argument("--scheduler", default=None, help="address of a running Dask scheduler")
-    e.add_argument("--overwrite", action="store_true")
+    e.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the output folder (a sweep otherwise resumes its sweep.zarr)",
+    )
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=cmd_run)
 

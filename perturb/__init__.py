@@ -9,7 +9,7 @@ matched random controls: the documented way to report a perturbation.
 from perturb.ablation import Ablation, DirectionalAblation
 from perturb.base import Handle, Perturbation, UnitMaps
 from perturb.effects import Effect, compare
-from perturb.spatial import Lesion, Microstimulation, Muscimol, Optogenetic
+from perturb.spatial import Lesion, Microstimulation, Muscimol, Optogenetic, preferred_site
 
 __all__ = [
     "Ablation",
@@ -23,4 +23,5 @@ __all__ = [
     "Perturbation",
     "UnitMaps",
     "compare",
+    "preferred_site",
 ]

@@ -3,6 +3,8 @@
 from stimuli.display import Display
 from stimuli.generators import (
     blank,
+    blend,
+    concat,
     from_arrays,
     from_folder,
     gabors,
@@ -17,6 +19,8 @@ __all__ = [
     "Display",
     "StimulusSet",
     "blank",
+    "blend",
+    "concat",
     "from_arrays",
     "from_folder",
     "gabors",

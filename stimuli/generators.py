@@ -567,6 +567,25 @@ def _sample_image(name: str) -> torch.Tensor:
     ]
 
 
+def _natural_pool(sources: Sequence[str] | None, exclude: Sequence[str] | None) -> tuple:
+    """The photographs to crop from: ``sources`` (default all) minus ``exclude``."""
+    for arg, names in (("sources", sources), ("exclude", exclude)):
+        if names is None:
+            continue
+        if isinstance(names, str):
+            raise ValueError(f"{arg} must be a list of image names, got the string {names!r}")
+        bad = [x for x in names if x not in NATURAL_IMAGES]
+        if bad:
+            raise ValueError(
+                f"{arg}: unknown natural image {bad[0]!r}; expected names from "
+                f"{', '.join(NATURAL_IMAGES)}"
+            )
+    pool = tuple(x for x in (sources or NATURAL_IMAGES) if x not in set(exclude or ()))
+    if not pool:
+        raise ValueError("sources and exclude leave no natural image to crop from")
+    return pool
+
+
 def natural(
     n: int,
     size_deg: float,
@@ -574,11 +593,14 @@ def natural(
     position_deg: tuple[float, float] = (0.0, 0.0),
     ppd: float = DEFAULT_PPD,
     min_crop_px: int = 64,
+    sources: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
 ) -> StimulusSet:
     """``n`` square crops of the ``skimage.data`` photographs (offline), ``size_deg`` wide.
 
     Each crop's source image, location, side in source pixels and mirror flip are drawn from
-    ``seed`` and kept in the table, so a crop re-renders identically.
+    ``seed`` and kept in the table, so a crop re-renders identically. ``sources`` restricts
+    the photographs to those names, ``exclude`` leaves names out (see ``NATURAL_IMAGES``).
     """
     if not isinstance(n, int | np.integer) or n <= 0:
         raise ValueError(f"n must be a positive integer number of stimuli, got {n!r}")
@@ -587,11 +609,12 @@ def natural(
     size_deg = check_size_deg(size_deg)
     x, y = check_position_deg(position_deg)
     shape = _shape_for(size_deg, _check_ppd(ppd))
+    pool = _natural_pool(sources, exclude)
     rng = np.random.default_rng(seed)
-    sizes = {name: tuple(_sample_image(name).shape[2:]) for name in NATURAL_IMAGES}
+    sizes = {name: tuple(_sample_image(name).shape[2:]) for name in pool}
     rows: dict[tuple, None] = {}  # insertion-ordered set: n distinct crops
     while len(rows) < n:
-        name = NATURAL_IMAGES[int(rng.integers(len(NATURAL_IMAGES)))]
+        name = pool[int(rng.integers(len(pool)))]
         h, w = sizes[name]
         side = int(rng.integers(min(min_crop_px, min(h, w)), min(h, w) + 1))
         top = int(rng.integers(0, h - side + 1))
@@ -619,3 +642,102 @@ def natural(
         return Rendered(out.float().div_(255.0), None, IMAGE_GAMMA)
 
     return StimulusSet(table, shape, render, "natural", NATURAL_VERSION)
+
+
+def _same_geometry(sets: Sequence[StimulusSet], what: str) -> tuple[int, int]:
+    shapes = {st.shape_px for st in sets}
+    if len(shapes) != 1:
+        raise ValueError(
+            f"{what} needs stimulus sets of one pixel shape, got {sorted(shapes)}; "
+            "make them with the same size_deg and ppd"
+        )
+    return shapes.pop()
+
+
+def concat(sets: dict[str, StimulusSet] | Sequence[StimulusSet]) -> StimulusSet:
+    """The stimuli of several sets, in order, as one set with a ``set`` column naming each
+    stimulus's set (the dict key, else its position) — e.g. labels for a decoder.
+
+    The sets must have one pixel shape; stimulus ids must be distinct across sets.
+    """
+    named = dict(sets) if isinstance(sets, dict) else {str(i): st for i, st in enumerate(sets)}
+    if not named or not all(isinstance(st, StimulusSet) for st in named.values()):
+        raise ValueError("concat needs a non-empty dict or list of StimulusSets")
+    parts = list(named.items())
+    shape = _same_geometry([st for _, st in parts], "concat")
+    tables = []
+    for k, (name, st) in enumerate(parts):
+        t = st.meta.copy()
+        t["set"] = name
+        t["_set"] = k
+        t["_set_row"] = np.arange(len(t))
+        tables.append(t)
+    table = pd.concat(tables, ignore_index=True)
+
+    def render(rows: pd.DataFrame) -> Rendered:
+        which = rows["_set"].to_numpy()
+        pieces = []
+        for k in np.unique(which):
+            where = torch.as_tensor(np.flatnonzero(which == k))
+            pieces.append((where, parts[k][1].render(rows["_set_row"].to_numpy()[where.numpy()])))
+        gammas = {r.gamma for _, r in pieces}
+        gamma = gammas.pop() if len(gammas) == 1 else None  # mixed encodings: go linear
+        h, w = shape
+        values = torch.empty(len(rows), 3, h, w)
+        has_alpha = any(r.alpha is not None for _, r in pieces)
+        alpha = torch.ones(len(rows), 1, h, w) if has_alpha else None
+        for where, r in pieces:
+            values[where] = r.values.float() if gamma is not None or r.gamma is None else r.linear()
+            if alpha is not None and r.alpha is not None:
+                alpha[where] = r.alpha.float()
+        return Rendered(values, alpha, gamma)
+
+    fp = "concat:" + ",".join(f"{name}={st.fingerprint()}" for name, st in parts)
+    return StimulusSet(table, shape, render, "concat", fp)
+
+
+def blend(a: StimulusSet, b: StimulusSet, weight: float = 0.5) -> StimulusSet:
+    """Pairwise mixtures ``weight * a[i] + (1 - weight) * b[i]`` in linear luminance (ambiguous
+    images, e.g. 50/50 cat/other blends); shown at ``a``'s size and position.
+
+    The sets must have the same length and pixel shape; a stimulus's alpha is the larger of
+    its two sources'. Parameters of the sources are kept as ``a_*`` and ``b_*`` columns.
+    """
+    if not isinstance(a, StimulusSet) or not isinstance(b, StimulusSet):
+        raise ValueError("blend needs two StimulusSets")
+    if len(a) != len(b):
+        raise ValueError(f"blend needs sets of equal length, got {len(a)} and {len(b)}")
+    if not isinstance(weight, int | float) or not 0.0 <= weight <= 1.0:
+        raise ValueError(f"weight must be a number in [0, 1], got {weight!r}")
+    shape = _same_geometry([a, b], "blend")
+    pa, pb = a.parameters, b.parameters
+    table = pd.DataFrame(
+        {
+            "size_deg": pa["size_deg"].to_numpy(),
+            "position_x_deg": pa["position_x_deg"].to_numpy(),
+            "position_y_deg": pa["position_y_deg"].to_numpy(),
+            "weight": float(weight),
+        }
+    )
+    for prefix, p in (("a_", pa), ("b_", pb)):
+        for col in p.columns:
+            if col not in ("size_deg", "position_x_deg", "position_y_deg"):
+                table[prefix + col] = p[col].to_numpy()
+    table.insert(0, "stimulus_id", _stimulus_ids("blend", table))
+    table["_row"] = np.arange(len(table))
+
+    def render(rows: pd.DataFrame) -> Rendered:
+        idx = rows["_row"].to_numpy()
+        ra, rb = a.render(idx), b.render(idx)
+        values = weight * ra.linear() + (1.0 - weight) * rb.linear()
+        if ra.alpha is None and rb.alpha is None:
+            return Rendered(values, None, None)
+        ones = torch.ones_like(values[:, :1])
+        alpha = torch.maximum(
+            ra.alpha.float() if ra.alpha is not None else ones,
+            rb.alpha.float() if rb.alpha is not None else ones,
+        )
+        return Rendered(values, alpha, None)
+
+    fp = f"blend:{a.fingerprint()}:{b.fingerprint()}:{weight!r}"
+    return StimulusSet(table, shape, render, "blend", fp)

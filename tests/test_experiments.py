@@ -58,7 +58,7 @@ def test_every_shipped_experiment_validates():
         assert spec.predictions, f"{path.name} states no prediction"
 
 
-@pytest.mark.parametrize("name", ["v1_orientation_tuning", "rf_mapping"])
+@pytest.mark.parametrize("name", ["v1_orientation_tuning", "rf_mapping", "microstim_decision"])
 def test_shipped_experiment_runs_on_tiny(name, tmp_path):
     exp = Experiment.from_toml(experiments.resolve(name)).with_model("tiny")
     res = exp.run(tmp_path / name, progress=False)
@@ -175,6 +175,18 @@ def test_sweep_on_two_workers_equals_serial_and_resumes(tmp_path, monkeypatch):
             ('stimuli = "gratings"\ntargets', 'stimuli = "bars"\ntargets'),
             r":28: measure.stimuli: refers to stimuli 'bars', which is not defined",
         ),
+        (
+            (
+                "[[condition]]",
+                '[[stimuli]]\nname = "mix"\nkind = "blend"\na = "gratings"\nb = "bars"\n'
+                "\n[[condition]]",
+            ),
+            r":25: stimuli.b: refers to stimuli 'bars', which is not defined above it",
+        ),
+        (
+            ('region = "V1" }]', 'region = "V1", at_mm = { prefer = "cat" } }]'),
+            r"condition.perturbations: at_mm as a table chooses the site preferring a label",
+        ),
     ],
 )
 def test_bad_experiment_files(edit, message):
@@ -216,3 +228,20 @@ def test_experiment_is_public_and_with_parameters_names_bad_paths():
         exp.with_parameters({"bogus.x.y": 1})
     with pytest.raises(ExperimentError, match=r"perturbation index '3' is not in 0\.\.0"):
         exp.with_parameters({"condition.lesion.3.region": "V2"})
+
+
+def test_sweep_store_of_another_sweep_is_refused_and_overwrite_starts_afresh(tmp_path):
+    exp = Experiment.from_text(SWEEP)
+    sweep_mod.run_sweep(exp, tmp_path / "s.zarr", progress=False)
+    other = Experiment.from_text(SWEEP.replace("[0.5, 1.0]", "[0.25, 1.0]"))
+    with pytest.raises(ExperimentError, match="was written for another sweep"):
+        sweep_mod.run_sweep(other, tmp_path / "s.zarr", progress=False)
+    # run() resumes its sweep.zarr, and with overwrite=True runs every task again
+    out = tmp_path / "run"
+    exp.run(out, progress=False)
+    assert exp.run(out, progress=False).predictions is not None
+    resumed = sweep_mod.run_sweep(exp, out / "sweep.zarr", progress=False)
+    assert resumed.attrs["tasks_run"] == 0
+    other.run(out, overwrite=True, progress=False)
+    again = sweep_mod.run_sweep(other, out / "sweep.zarr", progress=False)
+    assert again.attrs["tasks_run"] == 0 and "0.25" in " ".join(map(str, again.iloc[:, 1]))

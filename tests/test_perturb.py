@@ -273,3 +273,24 @@ def test_bad_input(rig, grat):
     xr.testing.assert_equal(
         rig.record(grat, "V1", progress=False), rig.record(grat, "V1", progress=False)
     )
+
+
+def test_preferred_site_finds_the_patch_preferring_a_label(rig):
+    from perturb import preferred_site
+
+    horizontal = stimuli.gratings(size_deg=8, orientation_deg=[0], phase_deg=range(0, 360, 30))
+    vertical = stimuli.gratings(size_deg=8, orientation_deg=[90], phase_deg=range(0, 360, 30))
+    both = stimuli.concat({"h": horizontal, "v": vertical})
+    site_h = preferred_site(rig, "V1", both, "set", "h", radius_mm=0.5)
+    site_v = preferred_site(rig, "V1", both, "set", "v", radius_mm=0.5)
+    rates = rig.region_rates(both, "V1").numpy()
+    xy = rig.model.units("V1")[["tissue_x_mm", "tissue_y_mm"]].to_numpy()
+    is_h = both.meta["set"].to_numpy() == "h"
+
+    def h_minus_v(site):
+        near = np.hypot(*(xy - np.asarray(site)).T) < 0.5
+        return rates[is_h][:, near].mean() - rates[~is_h][:, near].mean()
+
+    assert h_minus_v(site_h) > 0 > h_minus_v(site_v)
+    with pytest.raises(ValueError, match="prefer='x' must label some but not all"):
+        preferred_site(rig, "V1", both, "set", "x")

@@ -146,3 +146,54 @@ def test_bad_parameters():
         stimuli.gratings(size_deg=2, position_deg=(1, float("inf")))
     with pytest.raises(ValueError, match="n must be"):
         stimuli.natural(0, size_deg=2)
+
+
+def test_natural_sources_concat_and_blend():
+    cats = stimuli.natural(6, size_deg=4, seed=1, sources=["chelsea"])
+    others = stimuli.natural(6, size_deg=4, seed=2, exclude=["chelsea"])
+    assert set(cats.meta["source"]) == {"chelsea"} and "chelsea" not in set(others.meta["source"])
+    # the default pool is unchanged by the new arguments
+    assert list(stimuli.natural(8, 4, seed=5).ids) == list(
+        stimuli.natural(8, 4, seed=5, sources=None, exclude=[]).ids
+    )
+    both = stimuli.concat({"cat": cats, "other": others})
+    assert list(both.meta["set"]) == ["cat"] * 6 + ["other"] * 6
+    x, _ = both[[1, 8]].images()
+    assert torch.allclose(x[0], cats[1].images()[0][0]) and torch.allclose(
+        x[1], others[2].images()[0][0]
+    )
+    mix = stimuli.blend(cats, others, weight=0.3)
+    xm, _ = mix.images()
+    expect = 0.3 * cats.images()[0] + 0.7 * others.images()[0]
+    assert torch.allclose(xm, expect, atol=1e-6)
+    assert set(mix.meta["a_source"]) == {"chelsea"}
+    # gratings carry an aperture alpha; concatenated with photographs, those get alpha 1
+    grat = stimuli.gratings(size_deg=4, orientation_deg=[0, 90])
+    _, alpha = stimuli.concat([grat, cats[:2]]).images()
+    assert alpha is not None and float(alpha[2:].min()) == 1.0 and float(alpha[:2].min()) < 1.0
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: stimuli.natural(3, 4, sources=["dog"]), "unknown natural image 'dog'"),
+        (lambda: stimuli.natural(3, 4, sources="chelsea"), "must be a list"),
+        (lambda: stimuli.natural(3, 4, sources=["moon"], exclude=["moon"]), "leave no"),
+        (
+            lambda: stimuli.blend(stimuli.natural(3, 4), stimuli.natural(2, 4)),
+            "equal length, got 3 and 2",
+        ),
+        (
+            lambda: stimuli.blend(stimuli.natural(2, 4), stimuli.natural(2, 2)),
+            "one pixel shape",
+        ),
+        (
+            lambda: stimuli.blend(stimuli.natural(2, 4), stimuli.natural(2, 4), 2),
+            r"weight must be a number in \[0, 1\], got 2",
+        ),
+        (lambda: stimuli.concat([]), "non-empty"),
+    ],
+)
+def test_natural_concat_blend_bad_input(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()

@@ -142,6 +142,23 @@ def _synthesis_figure(name: str, by_cond: dict, path: Path) -> bool:
     return True
 
 
+def _control_text(p: dict) -> str:
+    """What a prediction's statistic is compared with, in numbers."""
+    if "versus" in p:
+        return (
+            f"{p['condition']} {p['value_condition']:.4g} vs {p['versus']} {p['value_versus']:.4g}"
+        )
+    if "control_effects_mean" in p:
+        text = (
+            f"random controls: mean {p['control_effects_mean']:.4g}, "
+            f"directional p {p['p_directional']:.3g}"
+        )
+        return text + (
+            f" (needs {p['controls_criterion'][14:]})" if "controls_criterion" in p else ""
+        )
+    return "—"
+
+
 def write_report(res: Results, sweep: Any = None) -> list[str]:
     """Write ``report.md`` and figures into the results folder; return the figure paths."""
     out = res.out
@@ -156,11 +173,16 @@ def write_report(res: Results, sweep: Any = None) -> list[str]:
         f"Model `{res.spec.model['name']}`; run time {res.seconds:.1f} s.",
         "",
     ]
+    if len(res.conditions) > 1:
+        lines += ["## Conditions", ""]
+        for c, ps in res.conditions.items():
+            lines.append(f"- **{c}**: " + ("; ".join(f"`{p}`" for p in ps) or "no perturbation"))
+        lines.append("")
     lines += [
         "## Predictions",
         "",
-        "| prediction | statistic | value | 95% CI | expected | verdict |",
-        "|---|---|---|---|---|---|",
+        "| prediction | statistic | value | 95% CI | expected | control | verdict |",
+        "|---|---|---|---|---|---|---|",
     ]
     for p in res.predictions:
         stat = p["metric"] + (
@@ -168,7 +190,7 @@ def write_report(res: Results, sweep: Any = None) -> list[str]:
         )
         lines.append(
             f"| {p['name']} | {stat} | {p['value']:.4g} | [{p['ci'][0]:.4g}, "
-            f"{p['ci'][1]:.4g}] | {p['expect']} | **{p['verdict']}** |"
+            f"{p['ci'][1]:.4g}] | {p['expect']} | {_control_text(p)} | **{p['verdict']}** |"
         )
     lines += [""]
     for m in res.spec.measures:

@@ -112,6 +112,8 @@ class Results:
     predictions: list[dict[str, Any]]
     seconds: float
     figures: list[str] = field(default_factory=list)
+    #: condition -> its perturbations as applied (sites chosen by preference resolved)
+    conditions: dict[str, list[str]] = field(default_factory=dict)
 
     def verdicts(self) -> dict[str, str]:
         return {p["name"]: p["verdict"] for p in self.predictions}
@@ -198,6 +200,10 @@ class Experiment:
                 kw["position_deg"] = (
                     [tuple(p) for p in pos] if pos and isinstance(pos[0], list) else tuple(pos)
                 )
+            if item["kind"] == "blend":
+                kw["a"], kw["b"] = stimuli[kw["a"]], stimuli[kw["b"]]
+            elif item["kind"] == "concat":
+                kw["sets"] = {name: stimuli[name] for name in kw["sets"]}
             try:
                 stimuli[item["name"]] = getattr(stim_mod, item["kind"])(**kw)
             except TypeError as err:
@@ -209,6 +215,21 @@ class Experiment:
                 kw = {
                     k: tuple(v) if isinstance(v, list) else v for k, v in p.items() if k != "type"
                 }
+                if isinstance(kw.get("at_mm"), dict):  # the site preferring a label
+                    pref = kw["at_mm"]
+                    try:
+                        kw["at_mm"] = perturb.preferred_site(
+                            rig,
+                            kw["region"],
+                            stimuli[pref["stimuli"]],
+                            pref["labels"],
+                            pref["prefer"],
+                            radius_mm=float(pref.get("radius_mm", 1.0)),
+                        )
+                    except (ValueError, KeyError) as err:
+                        raise ExperimentError(
+                            f"{s.source}: condition.{item['name']}: at_mm: {err}"
+                        ) from None
                 ps.append(getattr(perturb, p["type"])(**kw))
             conditions[item["name"]] = ps
         return {
@@ -353,6 +374,8 @@ class Experiment:
                 f"output folder {str(out)!r} is not empty; pass overwrite=True (CLI: --overwrite)"
             )
         out.mkdir(parents=True, exist_ok=True)
+        if overwrite and (out / "sweep.zarr").exists():  # else a sweep resumes its store
+            shutil.rmtree(out / "sweep.zarr")
         torch.manual_seed(self.spec.seed)
         env = self.build()
         results: dict[str, dict[str, MeasureOutput]] = {}
@@ -374,6 +397,7 @@ class Experiment:
         predictions = [evaluate(p, results, seed=self.spec.seed) for p in self.spec.predictions]
         (out / "predictions.json").write_text(json.dumps(predictions, indent=2, default=float))
         res = Results(self.spec, out, results, predictions, time.perf_counter() - t0)
+        res.conditions = {c: [repr(p) for p in ps] for c, ps in env["conditions"].items()}
         from insilico.experiments.report import write_report
 
         res.figures = write_report(res, sweep)

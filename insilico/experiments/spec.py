@@ -13,7 +13,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-STIMULUS_KINDS = ("gratings", "gabors", "natural", "white_noise", "pink_noise", "blank")
+STIMULUS_KINDS = (
+    "gratings",
+    "gabors",
+    "natural",
+    "white_noise",
+    "pink_noise",
+    "blank",
+    "blend",
+    "concat",
+)
+#: keys of a perturbation's ``at_mm = {...}`` site chosen by preference (perturb.preferred_site)
+PREFERRED_SITE_KEYS = {"prefer", "stimuli", "labels", "radius_mm"}
 MEASURE_KINDS = ("record", "behave", "synthesize", "compare")
 PERTURBATIONS = ("Lesion", "Muscimol", "Optogenetic", "Microstimulation", "Ablation")
 OPERATORS = ("<=", ">=", "<", ">")
@@ -235,6 +246,23 @@ def parse(text: str, source: str = "<experiment>") -> Spec:
             item[key] = _range(item[key])
         for key in ("size_deg", "position_deg", "sigma_deg", "grain_deg", "edge_deg"):
             v.degrees("stimuli", i, item, key)
+        earlier = {s["name"] for s in stimuli[:i]}
+        refs = {"blend": ("a", "b"), "concat": ("sets",)}.get(item["kind"], ())
+        if refs:
+            v.keys("stimuli", i, item, {"name", "kind", "weight", *refs}, required=refs)
+        for key in refs:
+            names = item[key] if key == "sets" else [item[key]]
+            if not isinstance(names, list) or not names:
+                v.fail("must be a non-empty list of stimuli names", "stimuli", i, key)
+            for ref in names:
+                if ref not in earlier:
+                    v.fail(
+                        f"refers to stimuli {ref!r}, which is not defined above it "
+                        f"(defined: {', '.join(sorted(earlier)) or 'none'})",
+                        "stimuli",
+                        i,
+                        key,
+                    )
 
     conditions = named_items("condition")
     for i, item in enumerate(conditions):
@@ -247,6 +275,27 @@ def parse(text: str, source: str = "<experiment>") -> Spec:
                     i,
                     "perturbations",
                 )
+            site = p.get("at_mm")
+            if isinstance(site, dict):
+                unknown = set(site) - PREFERRED_SITE_KEYS
+                missing = {"prefer", "stimuli", "labels"} - set(site)
+                if unknown or missing:
+                    v.fail(
+                        f"at_mm as a table chooses the site preferring a label: keys "
+                        f"{', '.join(sorted(PREFERRED_SITE_KEYS))} (prefer, stimuli, labels "
+                        f"required); got {', '.join(sorted(site))}",
+                        "condition",
+                        i,
+                        "perturbations",
+                    )
+                if site["stimuli"] not in {s["name"] for s in stimuli}:
+                    v.fail(
+                        f"at_mm.stimuli refers to stimuli {site['stimuli']!r}, "
+                        "which is not defined",
+                        "condition",
+                        i,
+                        "perturbations",
+                    )
             for key in ("volume_ul", "current_ua", "power_mw", "radius_mm"):
                 if key in p and (isinstance(p[key], str) or p[key] < 0):
                     v.fail(

@@ -82,7 +82,11 @@ def _template(
             "condition": as_string_array(conditions),
             "parameters": ("task", as_string_array([json.dumps(t) for t in all_tasks])),
         },
-        attrs={"sweep": json.dumps(exp.spec.sweep["parameters"]), "experiment": exp.spec.name},
+        attrs={
+            "sweep": json.dumps(exp.spec.sweep["parameters"]),
+            "experiment": exp.spec.name,
+            "model": exp.spec.model["name"],
+        },
     )
     ds = ds.chunk({"task": 1})
     ds.to_zarr(store, mode="w-", consolidated=False, compute=False)
@@ -109,7 +113,19 @@ def run_sweep(
     if not store.exists():
         first = run_task_shape(exp, m)
         _template(exp, store, all_tasks, (len(conditions), first), conditions)
-    done = zarr.open_group(str(store), mode="r")["done"][:]
+    group = zarr.open_group(str(store), mode="r")
+    made_for = tuple(group.attrs.get(k) for k in ("experiment", "model", "sweep"))
+    if made_for != (
+        exp.spec.name,
+        exp.spec.model["name"],
+        json.dumps(exp.spec.sweep["parameters"]),
+    ):
+        raise ExperimentError(
+            f"sweep store {str(store)!r} was written for another sweep (experiment "
+            f"{made_for[0]!r}, model {made_for[1]!r}); delete it or run with overwrite=True "
+            "(CLI: --overwrite)"
+        )
+    done = group["done"][:]
     todo = [i for i in range(len(all_tasks)) if not done[i]]
     t0 = time.perf_counter()
     if todo and (workers or scheduler):
@@ -121,18 +137,34 @@ def run_sweep(
                 "install it with: pip install 'insilico-lab[scale]'"
             ) from None
 
-        cluster = (
-            None
-            if scheduler
-            else LocalCluster(
-                n_workers=int(workers), threads_per_worker=1, processes=True, dashboard_address=None
-            )
-        )
+        cluster = None
+        if not scheduler:
+            import dask
+
+            from insilico.brain.allocator import enabled
+
+            # tasks run in worker threads: one glibc arena keeps their big activation
+            # buffers off mmap (see insilico/brain/allocator.py); set before workers spawn
+            environ = {"distributed.nanny.pre-spawn-environ.MALLOC_ARENA_MAX": "1"}
+            with dask.config.set(environ if enabled() else {}):
+                cluster = LocalCluster(
+                    n_workers=int(workers),
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                )
+        from distributed import as_completed
+        from tqdm.auto import tqdm
+
         with Client(scheduler or cluster) as client:
             futures = [
                 client.submit(run_task, exp, i, all_tasks[i], str(store), pure=False) for i in todo
             ]
-            client.gather(futures)
+            for _ in tqdm(
+                as_completed(futures), total=len(futures), desc="sweep", disable=not progress
+            ):
+                pass
+            client.gather(futures)  # raises a failed task's error
         if cluster is not None:
             cluster.close()
     else:
