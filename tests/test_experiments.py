@@ -67,10 +67,11 @@ def test_shipped_experiment_runs_on_tiny(name, tmp_path):
     assert "## Predictions" in report and res.figures
     for fig in res.figures:
         assert (tmp_path / name / "figures").exists() and fig.endswith(".png")
+    m = exp.spec.measures[0]
     stored = xr.open_dataset(
         tmp_path / name / "results.zarr",
         engine="zarr",
-        group=f"{exp.spec.measures[0]['name']}/control",
+        group=f"{m['name']}/{m.get('perturbation', 'control')}",
         consolidated=False,
     )
     assert any(v.startswith("metric__") for v in stored.data_vars)
