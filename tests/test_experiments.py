@@ -246,3 +246,18 @@ def test_sweep_store_of_another_sweep_is_refused_and_overwrite_starts_afresh(tmp
     other.run(out, overwrite=True, progress=False)
     again = sweep_mod.run_sweep(other, out / "sweep.zarr", progress=False)
     assert again.attrs["tasks_run"] == 0 and "0.25" in " ".join(map(str, again.iloc[:, 1]))
+
+
+def test_sweep_template_needs_no_dask_and_workers_without_dask_fail_early(tmp_path, monkeypatch):
+    import sys
+
+    for name in ("dask", "distributed"):
+        monkeypatch.setitem(sys.modules, name, None)  # import fails as if not installed
+    exp = Experiment.from_text(SWEEP)
+    table = sweep_mod.run_sweep(exp, tmp_path / "s.zarr", progress=False)
+    assert table.attrs["tasks_run"] == 4 and table.iloc[:, -1].notna().all()
+    with pytest.raises(ExperimentError, match=r"need Dask distributed; install it with"):
+        exp.run(tmp_path / "out", workers=2, progress=False)
+    assert not (tmp_path / "out").exists()  # failed before running anything
+    with pytest.raises(ExperimentError, match="has no \\[sweep\\]"):
+        Experiment.from_text(BASE).run(tmp_path / "out2", workers=2, progress=False)

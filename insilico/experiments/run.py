@@ -368,6 +368,15 @@ class Experiment:
         ``out/report.md`` (+ figures); return the Results. A ``[sweep]`` runs its tasks on a
         local Dask cluster of ``workers`` processes, or on ``scheduler`` (an address)."""
         t0 = time.perf_counter()
+        if workers or scheduler:
+            if self.spec.sweep is None:
+                raise ExperimentError(
+                    f"{self.spec.name} has no [sweep]: workers={workers!r}/scheduler="
+                    f"{scheduler!r} would have nothing to run"
+                )
+            from insilico.experiments.sweep import require_distributed
+
+            require_distributed(workers, scheduler)  # before anything runs
         out = Path(out)
         if out.exists() and any(out.iterdir()) and not overwrite and self.spec.sweep is None:
             raise FileExistsError(

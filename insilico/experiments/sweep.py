@@ -88,9 +88,21 @@ def _template(
             "model": exp.spec.model["name"],
         },
     )
-    ds = ds.chunk({"task": 1})
-    ds.to_zarr(store, mode="w-", consolidated=False, compute=False)
-    zarr.open_group(str(store), mode="r+")["done"][:] = False
+    # one chunk per task, so each task's region write touches its own chunks only (written
+    # eagerly: the template is small, and this needs no dask)
+    encoding = {"value": {"chunks": (1, *shape)}, "done": {"chunks": (1,)}}
+    ds.to_zarr(store, mode="w-", consolidated=False, encoding=encoding)
+
+
+def require_distributed(workers: int | None, scheduler: str | None) -> None:
+    """Raise a one-line error when Dask distributed, needed for workers/scheduler, is absent."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise ExperimentError(
+            f"workers={workers!r}/scheduler={scheduler!r} need Dask distributed; "
+            "install it with: pip install 'insilico-lab[scale]'"
+        ) from None
 
 
 def run_sweep(
@@ -129,13 +141,8 @@ def run_sweep(
     todo = [i for i in range(len(all_tasks)) if not done[i]]
     t0 = time.perf_counter()
     if todo and (workers or scheduler):
-        try:
-            from distributed import Client, LocalCluster
-        except ImportError:
-            raise ExperimentError(
-                f"workers={workers!r}/scheduler={scheduler!r} need Dask distributed; "
-                "install it with: pip install 'insilico-lab[scale]'"
-            ) from None
+        require_distributed(workers, scheduler)
+        from distributed import Client, LocalCluster
 
         cluster = None
         if not scheduler:
