@@ -261,3 +261,19 @@ def test_sweep_template_needs_no_dask_and_workers_without_dask_fail_early(tmp_pa
     assert not (tmp_path / "out").exists()  # failed before running anything
     with pytest.raises(ExperimentError, match="has no \\[sweep\\]"):
         Experiment.from_text(BASE).run(tmp_path / "out2", workers=2, progress=False)
+
+
+def test_run_defaults_to_runs_name_and_reports_sf_tuning(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    text = BASE.replace(
+        "step = 30 }", 'step = 30 }\nsf_cpd = [0.5, 1, 2, 4]\nphase_deg = [0, 90, 180, 270]'
+    )
+    text += (
+        '\n[[prediction]]\nname = "sf"\nmeasure = "tuning"\n'
+        'metric = "sf_selectivity"\nexpect = "> 0.1"\n'
+    )
+    res = Experiment.from_text(text).run(progress=False)
+    assert res.out.resolve() == tmp_path / "runs" / "test" and (res.out / "report.md").exists()
+    assert res.verdicts()["sf"] == "supported"
+    pref = res.measures["tuning"]["control"].values["preferred_sf_cpd"]
+    assert set(np.unique(pref)) <= {0.5, 1.0, 2.0, 4.0} and len(pref)

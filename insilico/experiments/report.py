@@ -48,6 +48,8 @@ def _tuning_figure(name: str, by_cond: dict, parameter: str, path: Path) -> bool
     axes[0, 0].legend(fontsize=7)
     for ax in axes[-1]:
         ax.set_xlabel(parameter)
+        if parameter == "sf_cpd":  # spatial frequency is read in octaves
+            ax.set_xscale("log", base=2)
     for ax in axes[:, 0]:
         ax.set_ylabel("spikes/s (mean ± s.e.m.)")
     fig.suptitle(f"{name}: tuning to {parameter}")

@@ -46,6 +46,28 @@ def _osi(rec: xr.DataArray) -> np.ndarray:
     return osi[responsive]
 
 
+def _sf_curves(rec: xr.DataArray, metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if "sf_cpd" not in rec.coords or len(np.unique(rec.sf_cpd.values)) < 3:
+        raise ExperimentError(f"metric {metric} needs stimuli of >= 3 spatial frequencies (sf_cpd)")
+    c = tuning_curve(rec, "sf_cpd")["mean"]
+    v = c.values  # sf x neuroid
+    peak = v.max(axis=0)
+    return c["sf_cpd"].values, v, peak > 0
+
+
+def _sf_selectivity(rec: xr.DataArray) -> np.ndarray:
+    """Spatial-frequency selectivity per responsive neuroid: 1 - least / largest response
+    over the tested frequencies (0 = flat, 1 = silent at some frequency)."""
+    _, v, live = _sf_curves(rec, "sf_selectivity")
+    return 1 - v.min(axis=0)[live] / v.max(axis=0)[live]
+
+
+def _preferred_sf(rec: xr.DataArray) -> np.ndarray:
+    """Preferred spatial frequency (cycles/deg) per responsive neuroid, among those tested."""
+    sf, v, live = _sf_curves(rec, "preferred_sf_cpd")
+    return sf[v.argmax(axis=0)][live].astype(float)
+
+
 def _suppression(rec: xr.DataArray) -> np.ndarray:
     """Surround suppression per neuroid: 1 - response at the largest size / peak response."""
     if "size_deg" not in rec.coords or len(np.unique(rec.size_deg.values)) < 3:
@@ -88,6 +110,8 @@ def _category_dprime(rec: xr.DataArray, labels: str) -> np.ndarray:
 RECORD_METRICS = {
     "mean_rate": (_per_stimulus_rate, np.mean, "spikes/s"),
     "median_osi": (_osi, np.median, "OSI"),
+    "sf_selectivity": (_sf_selectivity, np.median, "index"),
+    "preferred_sf_cpd": (_preferred_sf, np.median, "cycles/deg"),
     "suppression_index": (_suppression, np.median, "fraction"),
     "rf_error_deg": (_rf_error, np.median, "deg"),
 }
@@ -358,15 +382,16 @@ class Experiment:
 
     def run(
         self,
-        out: str | Path,
+        out: str | Path | None = None,
         overwrite: bool = False,
         workers: int | None = None,
         scheduler: str | None = None,
         progress: bool = True,
     ) -> Results:
         """Run everything, write ``out/results.zarr``, ``out/predictions.json`` and
-        ``out/report.md`` (+ figures); return the Results. A ``[sweep]`` runs its tasks on a
-        local Dask cluster of ``workers`` processes, or on ``scheduler`` (an address)."""
+        ``out/report.md`` (+ figures) into ``out`` (default ``runs/NAME``); return the Results.
+        A ``[sweep]`` runs its tasks on a local Dask cluster of ``workers`` processes, or on
+        ``scheduler`` (an address)."""
         t0 = time.perf_counter()
         if workers or scheduler:
             if self.spec.sweep is None:
@@ -377,7 +402,7 @@ class Experiment:
             from insilico.experiments.sweep import require_distributed
 
             require_distributed(workers, scheduler)  # before anything runs
-        out = Path(out)
+        out = Path("runs") / self.spec.name if out is None else Path(out)
         if out.exists() and any(out.iterdir()) and not overwrite and self.spec.sweep is None:
             raise FileExistsError(
                 f"output folder {str(out)!r} is not empty; pass overwrite=True (CLI: --overwrite)"
