@@ -266,7 +266,7 @@ def test_sweep_template_needs_no_dask_and_workers_without_dask_fail_early(tmp_pa
 def test_run_defaults_to_runs_name_and_reports_sf_tuning(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     text = BASE.replace(
-        "step = 30 }", 'step = 30 }\nsf_cpd = [0.5, 1, 2, 4]\nphase_deg = [0, 90, 180, 270]'
+        "step = 30 }", "step = 30 }\nsf_cpd = [0.5, 1, 2, 4]\nphase_deg = [0, 90, 180, 270]"
     )
     text += (
         '\n[[prediction]]\nname = "sf"\nmeasure = "tuning"\n'
