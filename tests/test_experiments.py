@@ -277,3 +277,27 @@ def test_run_defaults_to_runs_name_and_reports_sf_tuning(tmp_path, monkeypatch):
     assert res.verdicts()["sf"] == "supported"
     pref = res.measures["tuning"]["control"].values["preferred_sf_cpd"]
     assert set(np.unique(pref)) <= {0.5, 1.0, 2.0, 4.0} and len(pref)
+
+
+def test_compare_sweep_reports_effects_with_their_controls(tmp_path):
+    text = BASE.replace(
+        'perturbations = [{ type = "Lesion", region = "V1" }]',
+        'perturbations = [{ type = "Muscimol", region = "V1", at_mm = [1.0, 1.0] }]',
+    ).replace(
+        'conditions = ["control", "lesion"]',
+        'kind = "compare"\nperturbation = "lesion"\nreadout = "neural"\ncontrols = 3',
+    )
+    text = text.replace('kind = "record"\n', "", 1)
+    text += (
+        '\n[sweep]\nmeasure = "tuning"\n[sweep.parameters]\n'
+        '"condition.lesion.0.volume_ul" = [0.5, 2.0]\n'
+    )
+    res = Experiment.from_text(text).run(tmp_path / "out", progress=False)
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "controls mean (lesion)" in report and "figures/sweep.png" in report
+    table = sweep_mod.run_sweep(Experiment.from_text(text), tmp_path / "out" / "sweep.zarr")
+    assert (
+        table["controls sd (lesion)"].notna().all()
+        and table["directional p (lesion)"].between(0, 1).all()
+    )
+    assert res.figures and any(f.endswith("sweep.png") for f in res.figures)

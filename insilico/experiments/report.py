@@ -144,6 +144,40 @@ def _synthesis_figure(name: str, by_cond: dict, path: Path) -> bool:
     return True
 
 
+def _sweep_figure(table: Any, path: Path) -> bool:
+    """The swept metric per task; for perturbation effects, the matched controls' mean ± sd."""
+    metrics = [c for c in table.columns if c.startswith(("effect (", "mean_rate (", "accuracy ("))]
+    if not metrics:
+        return False
+    params = [c for c in table.columns if " (" not in c]
+    labels = [", ".join(str(row[p]) for p in params) for _, row in table.iterrows()]
+    x = np.arange(len(table))
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(table)), 4))
+    for col in metrics:
+        cond = col[col.index("(") :]
+        if f"controls mean {cond}" in table:
+            ax.errorbar(
+                x,
+                table[f"controls mean {cond}"],
+                yerr=table[f"controls sd {cond}"],
+                fmt="_",
+                color="0.6",
+                capsize=3,
+                label=f"matched random controls {cond} (mean ± sd)",
+            )
+        ax.plot(x, table[col], "o", label=col)
+    ax.axhline(0, color="0.8", lw=0.8)
+    ax.set_xticks(x, labels, rotation=60, ha="right", fontsize=7)
+    ax.set_xlabel(" / ".join(params))
+    ax.set_ylabel(metrics[0].split(" (")[0])
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
 def _control_text(p: dict) -> str:
     """What a prediction's statistic is compared with, in numbers."""
     if "versus" in p:
@@ -233,6 +267,11 @@ def write_report(res: Results, sweep: Any = None) -> list[str]:
             lines += [f"![{path.stem}](figures/{path.name})", ""]
         figures += [str(p) for p in made]
     if sweep is not None:
-        lines += ["## Sweep", "", "```", sweep.to_string(index=False), "```", ""]
+        lines += ["## Sweep", "", "```", sweep.to_string(index=False, float_format="{:.4g}".format)]
+        lines += ["```", ""]
+        path = figdir / "sweep.png"
+        if _sweep_figure(sweep, path):
+            figures.append(str(path))
+            lines += [f"![sweep](figures/{path.name})", ""]
     (out / "report.md").write_text("\n".join(lines))
     return figures

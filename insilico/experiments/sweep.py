@@ -57,9 +57,20 @@ def run_task(exp: Experiment, index: int, params: dict[str, Any], store: str) ->
         out = task.run_measure(env, m)
         metric = SWEEP_METRICS[m["kind"]]
         values = np.stack([np.asarray(out[c].values[metric], dtype=np.float64) for c in out])
+        controls = np.full((len(out), 3), np.nan)  # compare: controls' mean, sd, directional p
+        for k, c in enumerate(out):
+            eff = out[c].data
+            if m["kind"] == "compare" and len(eff.control_effects):
+                ce = np.asarray(eff.control_effects, dtype=np.float64)
+                controls[k] = ce.mean(), ce.std(), eff.p_directional
     finally:
         torch.set_num_threads(threads)
-    ds = xr.Dataset({"value": (("task", "condition", "item"), values[None])})
+    ds = xr.Dataset(
+        {
+            "value": (("task", "condition", "item"), values[None]),
+            "controls": (("task", "condition", "statistic"), controls[None]),
+        }
+    )
     ds.to_zarr(store, region={"task": slice(index, index + 1)}, consolidated=False)
     zarr.open_group(store, mode="r+")["done"][index] = True
     return index
@@ -76,10 +87,12 @@ def _template(
     ds = xr.Dataset(
         {
             "value": (("task", "condition", "item"), np.full((n, *shape), np.nan)),
+            "controls": (("task", "condition", "statistic"), np.full((n, shape[0], 3), np.nan)),
             "done": (("task",), np.zeros(n, dtype=bool)),
         },
         coords={
             "condition": as_string_array(conditions),
+            "statistic": as_string_array(["control_mean", "control_sd", "p_directional"]),
             "parameters": ("task", as_string_array([json.dumps(t) for t in all_tasks])),
         },
         attrs={
@@ -90,7 +103,11 @@ def _template(
     )
     # one chunk per task, so each task's region write touches its own chunks only (written
     # eagerly: the template is small, and this needs no dask)
-    encoding = {"value": {"chunks": (1, *shape)}, "done": {"chunks": (1,)}}
+    encoding = {
+        "value": {"chunks": (1, *shape)},
+        "controls": {"chunks": (1, shape[0], 3)},
+        "done": {"chunks": (1,)},
+    }
     ds.to_zarr(store, mode="w-", consolidated=False, encoding=encoding)
 
 
@@ -187,6 +204,11 @@ def run_sweep(
         }
         for j, c in enumerate(conditions):
             row[f"{SWEEP_METRICS[m['kind']]} ({c})"] = float(np.nanmean(ds["value"].values[i, j]))
+            if m["kind"] == "compare":  # an effect is never shown without its controls
+                mean, sd, p = ds["controls"].values[i, j]
+                row[f"controls mean ({c})"] = float(mean)
+                row[f"controls sd ({c})"] = float(sd)
+                row[f"directional p ({c})"] = float(p)
         rows.append(row)
     table = pd.DataFrame(rows)
     table.attrs["seconds"] = time.perf_counter() - t0
