@@ -301,3 +301,22 @@ def test_compare_sweep_reports_effects_with_their_controls(tmp_path):
         and table["directional p (lesion)"].between(0, 1).all()
     )
     assert res.figures and any(f.endswith("sweep.png") for f in res.figures)
+
+
+def test_synthesize_measure_stores_its_images_as_a_synthesis_store(tmp_path):
+    from insilico.viewer.layers import identify
+    from stimuli.synthesis.result import SynthesisResult
+
+    exp = (
+        Experiment.from_toml(experiments.resolve("population_control"))
+        .with_model("tiny")
+        .with_parameters(
+            {"measure.drive.steps": 4, "measure.one_hot.steps": 4, "stimuli.natural.n": 20}
+        )
+    )
+    res = exp.run(tmp_path / "pc", progress=False)
+    group = tmp_path / "pc" / "results.zarr" / "drive" / "control"
+    stored = SynthesisResult.open(group)
+    original = res.measures["drive"]["control"].data
+    assert np.array_equal(stored.images.numpy(), original.images.numpy())
+    assert identify(group)[0] == "synthesis"

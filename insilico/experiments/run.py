@@ -21,6 +21,7 @@ import stimuli as stim_mod
 from insilico.analysis import orientation_selectivity, tuning_curve
 from insilico.experiments.spec import ExperimentError, Spec, load, parse
 from recordings.format import json_attrs
+from stimuli.synthesis.result import SynthesisResult
 
 N_BOOT = 2000
 
@@ -462,6 +463,12 @@ def _store_results(store: Path, spec: Spec, results: dict[str, dict[str, Measure
                 data = _prepare(mo.data)
                 data[next(iter(data.data_vars))].attrs = {}
                 ds = xr.merge([ds, data], combine_attrs="override")
+            elif isinstance(mo.data, SynthesisResult):
+                # the images themselves, as a synthesis store: the group opens with
+                # SynthesisResult.open / insilico view, and exports to a real rig
+                syn = mo.data.to_dataset()
+                syn.attrs.update(ds.attrs)
+                ds = xr.merge([syn, ds], combine_attrs="override")
             ds.to_zarr(store, group=f"{mname}/{cname}", mode="w-", consolidated=False)
 
 
