@@ -181,8 +181,12 @@ def cmd_run(args: argparse.Namespace) -> None:
     if args.list:
         for name, path in experiments.library().items():
             spec = experiments.load(path)
-            first = spec.description.strip().splitlines()[0] if spec.description else ""
-            print(f"{name:<24} {first}")
+            text = " ".join(spec.description.split())
+            # the headline: up to the first colon or full stop, else the first 80 characters
+            cut = min((i for i in (text.find(": "), text.find(". ")) if i > 0), default=-1)
+            head = text[:cut] if 0 < cut <= 120 else text[:80] + ("…" if len(text) > 80 else "")
+            preds = len(spec.predictions)
+            print(f"{name:<24} {head} ({preds} prediction{'s' * (preds != 1)})")
         return
     if not args.experiment:
         raise CLIError("give an experiment file or a shipped name (insilico run --list)")

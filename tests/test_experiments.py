@@ -199,7 +199,9 @@ def test_bad_experiment_files(edit, message):
 
 def test_cli_run_and_list(tmp_path, capsys):
     assert main(["run", "--list"]) == 0
-    assert "muscimol_deficit" in capsys.readouterr().out
+    listing = capsys.readouterr().out
+    assert "muscimol_deficit" in listing and "population_control" in listing
+    assert "Bashivan-style population control on V4 sites (2 predictions)" in listing
     path = tmp_path / "exp.toml"
     path.write_text(
         BASE + '\n[[prediction]]\nname = "p"\nmeasure = "tuning"\n'
