@@ -49,3 +49,8 @@ def test_bench_mapping_quick():
     result = _load("bench_mapping").main(["--quick"])
     assert [r["layers"] for r in result["runs"]] == ["commitment", "v4,it", "v2,v4,it"]
     assert all(r["peak_rss_mb"] > 0 for r in result["runs"])
+
+
+def test_bench_sweep_quick():
+    result = _load("bench_sweep").main(["--quick"])
+    assert result["identical"] and result["tasks"] == 2 and result["speedup"] > 0
