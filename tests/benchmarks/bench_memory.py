@@ -17,6 +17,8 @@ import sys
 import tempfile
 import time
 
+from _common import write_result
+
 CHILD = r"""
 import json, resource, sys, time
 import insilico as lab
@@ -68,11 +70,7 @@ def main(argv: list[str] | None = None) -> dict:
         "peak_difference_mb": round(large["peak_rss_mb"] - small["peak_rss_mb"], 1),
         "wall_s": round(time.perf_counter() - t0, 1),
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        with open(args.json, "w") as f:
-            f.write(text)
+    write_result(args.json, result)
     return result
 
 

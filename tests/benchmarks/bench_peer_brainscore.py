@@ -31,7 +31,7 @@ import torch
 import insilico as lab
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import ALLOCATOR_ENV
+from _common import ALLOCATOR_ENV, write_result
 
 HERE = Path(__file__).parent
 
@@ -145,10 +145,7 @@ def main(argv: list[str] | None = None) -> dict:
         "ratio_vs_tuned_allocator_peer": round(a["images_per_s"] / c["images_per_s"], 2),
         "brainscore_version": b.get("version"),
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text)
+    write_result(args.json, result)
     return result
 
 

@@ -27,9 +27,7 @@ import insilico as lab
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
-from _common import ALLOCATOR_ENV  # noqa: E402
-
-sys.path.insert(0, str(HERE))
+from _common import ALLOCATOR_ENV, write_result  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -101,10 +99,7 @@ def main(argv: list[str] | None = None) -> dict:
         "note": "insilico images obey RMS contrast <= 0.25 and mean luminance = background; "
         "Lucent's are unconstrained (sigmoid range)",
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text)
+    write_result(args.json, result)
     return result
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import write_result
 
 import insilico as lab
 
@@ -96,10 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
                 entry["natural_min_at_zero"] = float((t["best_natural"] == 0).mean())
             result[f"{region}_{objective}"] = entry
             print(region, objective, json.dumps(entry), flush=True)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text)
+    write_result(args.json, result)
     return result
 
 
