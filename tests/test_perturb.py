@@ -209,37 +209,19 @@ def test_behave_outputs(rig, grat, task):
 def test_batched_controls_equal_serial(rig, task, monkeypatch):
     train, labels, decoder = task
     p = Muscimol("IT", at_mm=_centre(rig, "IT"), volume_ul=1.0)
-    batched = compare(
-        rig,
-        train,
-        p,
-        readout="behaviour",
-        task=decoder,
-        labels=labels,
-        controls=6,
-        seed=3,
-        progress=False,
-    )
-    neural_b = compare(
-        rig, train, p, readout="neural", targets="IT", controls=6, seed=3, progress=False
-    )
+
+    def behaviour_and_neural():
+        common = dict(controls=6, seed=3, progress=False)
+        return (
+            compare(rig, train, p, readout="behaviour", task=decoder, labels=labels, **common),
+            compare(rig, train, p, readout="neural", targets="IT", **common),
+        )
+
+    batched, neural_b = behaviour_and_neural()
     import perturb.effects as pc
 
     monkeypatch.setattr(pc, "_is_map_perturbation", lambda p: False)
-    serial = compare(
-        rig,
-        train,
-        p,
-        readout="behaviour",
-        task=decoder,
-        labels=labels,
-        controls=6,
-        seed=3,
-        progress=False,
-    )
-    neural_s = compare(
-        rig, train, p, readout="neural", targets="IT", controls=6, seed=3, progress=False
-    )
+    serial, neural_s = behaviour_and_neural()
     assert batched.batched and not serial.batched
     assert np.allclose(batched.control_effects, serial.control_effects)
     assert batched.effect == pytest.approx(serial.effect)
