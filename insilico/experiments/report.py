@@ -190,7 +190,9 @@ def _control_text(p: dict) -> str:
             f"directional p {p['p_directional']:.3g}"
         )
         return text + (
-            f" (needs {p['controls_criterion'][14:]})" if "controls_criterion" in p else ""
+            f" (needs {p['controls_criterion'].removeprefix('directional p ')})"
+            if "controls_criterion" in p
+            else ""
         )
     return "—"
 
