@@ -169,14 +169,15 @@ class Experiment:
         """A copy with sweep parameters applied (``condition.NAME[.i].key = value``)."""
         spec = copy.deepcopy(self.spec)
         for path, value in params.items():
-            kind, name, *rest = [*path.split("."), "", ""]
-            rest = [r for r in rest if r]
             tables = {
                 "condition": spec.conditions,
                 "measure": spec.measures,
                 "implant": spec.implants,
                 "stimuli": spec.stimuli,
             }
+            kind, _, tail = path.partition(".")
+            name, _, key = tail.partition(".")
+            rest = key.split(".") if key else []
             if kind not in tables or not rest:
                 raise ExperimentError(
                     f"parameter {path!r}: expected KIND.NAME.KEY with KIND one of "
