@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from insilico.experiments.sweep import SWEEP_METRICS
+
 if TYPE_CHECKING:
     from insilico.experiments.run import Results
 
@@ -146,7 +148,8 @@ def _synthesis_figure(name: str, by_cond: dict, path: Path) -> bool:
 
 def _sweep_figure(table: Any, path: Path) -> bool:
     """The swept metric per task; for perturbation effects, the matched controls' mean ± sd."""
-    metrics = [c for c in table.columns if c.startswith(("effect (", "mean_rate (", "accuracy ("))]
+    heads = tuple(f"{metric} (" for metric in SWEEP_METRICS.values())
+    metrics = [c for c in table.columns if c.startswith(heads)]
     if not metrics:
         return False
     params = [c for c in table.columns if " (" not in c]
