@@ -264,6 +264,7 @@ def parse(text: str, source: str = "<experiment>") -> Spec:
                         key,
                     )
 
+    stim_names = {s["name"] for s in stimuli}
     conditions = named_items("condition")
     for i, item in enumerate(conditions):
         v.keys("condition", i, item, {"name", "perturbations", "description"})
@@ -288,7 +289,7 @@ def parse(text: str, source: str = "<experiment>") -> Spec:
                         i,
                         "perturbations",
                     )
-                if site["stimuli"] not in {s["name"] for s in stimuli}:
+                if site["stimuli"] not in stim_names:
                     v.fail(
                         f"at_mm.stimuli refers to stimuli {site['stimuli']!r}, "
                         "which is not defined",
@@ -305,7 +306,6 @@ def parse(text: str, source: str = "<experiment>") -> Spec:
                         "perturbations",
                     )
     cond_names = {c["name"] for c in conditions} | {"control"}
-    stim_names = {s["name"] for s in stimuli}
     implant_names = {s["name"] for s in implants}
 
     measures = named_items("measure")
