@@ -3,12 +3,15 @@
 A perturbation acts on the output of a region's layer, so the recorded units *and* every
 downstream layer see it. Most perturbations are *unit maps*: per unit of the region a
 multiplicative ``gain`` and an additive ``drive`` (spikes/s), and a ``silencing`` factor on the
-unit's spontaneous rate. With the region's rate commitment ``rate = b + g * a`` the hook sets
+unit's final firing rate. With the region's rate commitment (``BrainModel.rates``: drive
+``u = b + g * a`` spikes/s, rate ``R(u)`` saturating onto [0, max_hz]) the hook sets
 
-    a' = gain * a + drive / g,        rate' = max(0, silencing * b + g * a')
+    a' = gain * a + drive / g,        rate' = silencing * R(b + g * a')
 
-so that a muscimol factor ``f`` (gain = silencing = f) scales the whole firing rate by ``f``
-and a microstimulation drive adds ``drive`` spikes/s.
+so ``gain`` and ``drive`` act on the layer's activations (every downstream layer sees them),
+a microstimulation ``drive`` adds to ``u`` (and so saturates at max_hz), and the silencing
+factor multiplies the final rate of the recorded units only: factor 0 -> exactly 0 spikes/s,
+factor 1 -> untouched, monotone in between. A muscimol factor ``f`` sets gain = silencing = f.
 """
 
 from __future__ import annotations

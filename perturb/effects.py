@@ -155,8 +155,8 @@ def _condition_values(rig, images, rows, region, fn, k: int, silencing) -> torch
         else:
             rc = model.region(region)
             gain = (rc.max_hz - rc.baseline_hz) / ru.rate_scale
-            x = flat.reshape(k, n, -1) * gain + silencing[:, None, :] * rc.baseline_hz
-            x = x.clamp(min=0)
+            u = flat.reshape(k, n, -1) * gain + rc.baseline_hz
+            x = model.saturate(region, u) * silencing[:, None, :]
     x = x.reshape(-1, n, x.shape[-1])
     values = fn(x, rows) if getattr(fn, "needs_rows", False) else fn(x)
     return values.expand(k, n) if values.shape[0] == 1 else values

@@ -1,3 +1,4 @@
+import itertools
 import subprocess
 import sys
 import warnings
@@ -146,3 +147,73 @@ def test_efficientnet_classifies_sample_images(effnet):
     assert 281 <= top[0] <= 285  # a cat
     assert top[1] == 967  # espresso
     assert effnet.brain_like and effnet.weights_id.startswith("sha256:")
+
+
+# saturating rates ----------------------------------------------------------------------
+def test_rates_saturate_below_max(tiny):
+    rc = tiny.region("V1")
+    a = torch.tensor([[-1e6, -10.0, 0.0, 1.0, 10.0, 1e3, 1e6]]).repeat(1, 1)
+    n = len(tiny.region_units("V1").table)
+    big = torch.zeros(1, n)
+    big[0, : a.shape[1]] = a
+    r = tiny.rates("V1", big)
+    assert float(r.max()) <= rc.max_hz
+    assert float(r.min()) >= 0.0
+    # huge activation: within 1 % of max_hz, not far above it as the linear rule gave
+    assert float(r[0, 6]) == pytest.approx(rc.max_hz, rel=0.01)
+
+
+def test_spontaneous_rate_is_baseline(tiny):
+    for region in ("V1", "V2", "V4", "IT"):
+        rc = tiny.region(region)
+        n = len(tiny.region_units(region).table)
+        r = tiny.rates(region, torch.zeros(1, n))
+        assert float(r.min()) == pytest.approx(rc.baseline_hz, rel=0.01)
+        assert float(r.max()) == pytest.approx(rc.baseline_hz, rel=0.01)
+
+
+def test_negative_activation_below_spontaneous_but_nonnegative(tiny):
+    rc = tiny.region("V4")
+    n = len(tiny.region_units("V4").table)
+    scale = tiny.region_units("V4").rate_scale
+    a = torch.full((1, n), -0.5 * scale)
+    r = tiny.rates("V4", a)
+    assert float(r.max()) < 0.5 * rc.baseline_hz
+    assert float(r.min()) >= 0.0
+
+
+def test_rates_monotone_and_unclamped_drive(tiny):
+    rc = tiny.region("V2")
+    ru = tiny.region_units("V2")
+    n = len(ru.table)
+    a = torch.linspace(-1, 3, 400)[:, None].expand(400, n) * ru.rate_scale
+    r = tiny.rates("V2", a)[:, 0]
+    assert bool((r[1:] >= r[:-1]).all())
+    mid = (r[:-1] > 0.01) & (r[1:] < 0.99 * rc.max_hz)  # away from float32 under/saturation
+    assert int(mid.sum()) > 100 and bool((r[1:] > r[:-1])[mid].all())
+    u = tiny.rates("V2", a, clamp=False)[:, 0]
+    expected = a[:, 0] * (rc.max_hz - rc.baseline_hz) / ru.rate_scale + rc.baseline_hz
+    assert torch.allclose(u, expected)
+    assert float(u.max()) > 2 * rc.max_hz  # the drive itself is not bounded
+
+
+def test_silencing_multiplies_final_rate(tiny):
+    ru = tiny.region_units("V1")
+    n = len(ru.table)
+    a = torch.rand(3, n) * ru.rate_scale
+    plain = tiny.rates("V1", a)
+    factors = [0.0, 0.25, 0.5, 1.0]
+    out = []
+    for f in factors:
+        remove = tiny.add_rate_silencing("V1", torch.full((n,), f))
+        try:
+            out.append(tiny.rates("V1", a))
+        finally:
+            remove()
+    assert float(out[0].abs().max()) == 0.0
+    assert torch.allclose(out[-1], plain)
+    assert torch.allclose(out[1], 0.25 * plain)
+    for lo, hi in itertools.pairwise(out):
+        assert bool((hi >= lo).all())
+    # the remover restores the model
+    assert torch.allclose(tiny.rates("V1", a), plain)

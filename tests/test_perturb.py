@@ -64,8 +64,12 @@ def test_muscimol_profile(rig, grat):
     centre = d < 0.2
     assert centre.sum() > 0 and (change[centre] >= 0.95).all()
     assert (np.abs(change[d >= 3 * sigma]) < 0.05).all() and (d >= 3 * sigma).sum() > 0
-    order = np.argsort(d, kind="stable")
-    assert (np.diff(change[order]) <= 1e-6).all()  # monotone: less change further away
+    # monotone: less change further away. With saturating rates (rate = f * R(b + g f a)) a
+    # unit's change depends on its drive too, so compare the mean change per distance bin.
+    edges = np.arange(0.0, d.max() + sigma / 2, sigma / 2)
+    which = np.digitize(d, edges)
+    means = [change[which == b].mean() for b in np.unique(which)]
+    assert len(means) > 3 and (np.diff(means) <= 1e-6).all()
 
 
 def test_microstimulation_grows_with_current(rig, grat):

@@ -18,6 +18,27 @@ if TYPE_CHECKING:
     from insilico.brain.units import RegionUnits
 
 
+#: Width (spikes/s) of the soft threshold at zero drive: lab choice, small next to every
+#: region's spontaneous rate so that ``saturate(baseline_hz)`` stays within 1 % of it.
+SOFT_THRESHOLD_HZ = 1.0
+
+
+def saturate(drive: torch.Tensor, max_hz: float) -> torch.Tensor:
+    """Firing rate (spikes/s) from drive ``u`` (spikes/s): ``max_hz * tanh(s(u) / max_hz)``
+    with ``s(u) = w * log(1 + exp(u / w))``, w = SOFT_THRESHOLD_HZ.
+
+    Smooth and strictly increasing, -> 0 for u << 0 (softplus soft threshold), ~u for
+    0 << u << max_hz and -> max_hz for u >> 0. A compressive, saturating response as in
+    the contrast-response functions of Naka & Rushton (1966, J Physiol 185:536) and
+    Albrecht & Hamilton (1982, J Neurophysiol 48:217); the tanh form and the width are the
+    lab's choice, not fitted to data.
+    """
+    if not max_hz > 0:
+        raise ValueError(f"max_hz must be > 0 spikes/s, got {max_hz!r}")
+    soft = torch.nn.functional.softplus(drive, beta=1.0 / SOFT_THRESHOLD_HZ, threshold=20.0)
+    return max_hz * torch.tanh(soft / max_hz)
+
+
 class _StopForward(Exception):
     """Raised by the hook of the deepest requested layer: nothing after it is computed."""
 
@@ -241,26 +262,34 @@ class BrainModel:
     ) -> torch.Tensor:
         """Activation of ``region``'s units -> firing rate in spikes/s.
 
+        The drive is ``u = baseline_hz + gain * a`` (spikes/s, unbounded; gain =
+        (max_hz - baseline_hz) / a99, a99 the 99th percentile of the layer's activations
+        over natural crops). ``clamp=True`` returns the rate ``silencing * saturate(u)``
+        in [0, max_hz] (see :func:`saturate`); ``clamp=False`` returns ``u`` itself, which
+        keeps gradients alive for synthesis (silencing is not applied to ``u``).
         ``units`` are the flat unit indices of ``activation``'s columns (None: all units),
-        needed when a perturbation silences some units' spontaneous rate. ``clamp=False``
-        returns the drive before rectification (negative below threshold), which keeps
-        gradients alive for synthesis.
+        needed when a perturbation silences some units.
         """
         rc = self.region(region)
         scale = self.region_units(region).rate_scale
-        gain = (rc.max_hz - rc.baseline_hz) / scale
+        drive = activation * ((rc.max_hz - rc.baseline_hz) / scale) + rc.baseline_hz
+        if not clamp:
+            return drive
+        rate = saturate(drive, rc.max_hz)
         silencing = self._silencing.get(region)
-        if silencing is None:
-            base: float | torch.Tensor = rc.baseline_hz
-        else:
+        if silencing is not None:
             s = silencing if units is None else silencing[torch.tensor(np.asarray(units))]
-            base = s.to(activation.device) * rc.baseline_hz
-        drive = activation * gain + base
-        return drive.clamp_(min=0.0) if clamp else drive
+            rate = rate * s.to(rate.device)
+        return rate
+
+    def saturate(self, region: str, drive: torch.Tensor) -> torch.Tensor:
+        """Rate (spikes/s) of ``region``'s units for drive ``u`` (spikes/s); no silencing."""
+        return saturate(drive, self.region(region).max_hz)
 
     def add_rate_silencing(self, region: str, factor: torch.Tensor):
-        """Scale the spontaneous rate of ``region``'s units by ``factor`` (flat unit order)
-        until the returned remover is called (used by perturbations)."""
+        """Multiply the firing rate (spikes/s) of ``region``'s units by ``factor`` (flat unit
+        order, each in [0, 1] for silencing) until the returned remover is called (used by
+        perturbations): factor 0 -> exactly 0 spikes/s, factor 1 -> untouched."""
         entries = self._silencers.setdefault(region, [])
         token = object()
         entries.append((token, factor.float().cpu()))
