@@ -241,3 +241,11 @@ def test_rf_size_vs_eccentricity_lite0(effnet):
         assert abs(slope) < 0.02, f"{region}: RF size now grows with eccentricity ({slope:.3f})"
         medians.append(float(np.median(size)))
     assert all(hi > 1.5 * lo for lo, hi in itertools.pairwise(medians)), medians
+
+
+def test_hemisphere_column(tiny):
+    for region in ("V1", "IT"):
+        t = tiny.region_units(region).table
+        assert set(t.hemisphere) == {"left", "right"}
+        assert (t.rf_x_deg[t.hemisphere == "left"] >= 0).all()
+        assert (t.rf_x_deg[t.hemisphere == "right"] < 0).all()

@@ -54,7 +54,10 @@ class RegionUnits:
     ``table`` has one row per unit, in the flat order of the layer's feature map
     (``unit = channel * rows * cols + row * cols + col``), with columns ``unit``, ``channel``,
     ``row``, ``col``, ``rf_x_deg``, ``rf_y_deg``, ``rf_size_deg``, ``tissue_x_mm``,
-    ``tissue_y_mm``. Degrees are relative to fixation (x right, y up).
+    ``tissue_y_mm``, ``hemisphere``. Degrees are relative to fixation (x right, y up).
+    ``hemisphere`` ("left" / "right") names the hemisphere representing the RF centre
+    (right visual field, rf_x_deg >= 0 -> "left"); the tissue coordinates are still those of
+    ONE sheet holding both hemifields (no two-hemisphere sheets yet).
     """
 
     region: str
@@ -342,6 +345,9 @@ def _build(
             "rf_size_deg": rf_size.ravel(),
             "tissue_x_mm": tx,
             "tissue_y_mm": ty,
+            # cortical hemisphere representing the RF centre: the right visual field
+            # (rf_x_deg >= 0, vertical meridian included) -> "left", the left field -> "right"
+            "hemisphere": np.where(rf_x.ravel() >= 0, "left", "right"),
         }
     )
     return RegionUnits(
