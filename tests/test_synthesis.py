@@ -122,7 +122,7 @@ def test_save_open_and_export(rig, v4, reference, tmp_path):
     with pytest.raises(FileExistsError, match="overwrite"):
         res.save(path)
     display = lab.Display(distance_cm=57, width_cm=53, resolution=(1920, 1080))
-    for bits in (8, 16):
+    for bits in (8, 10, 16):
         out = tmp_path / f"session{bits}"
         manifest = res.export(out, display=display, gamma_correct=True, bit_depth=bits)
         assert read_manifest(out).equals(manifest)
@@ -132,8 +132,29 @@ def test_save_open_and_export(rig, v4, reference, tmp_path):
         expected = 4.0 * display.ppd(1.0)
         assert abs(png.shape[1] - expected) <= 1 and png.shape[0] == png.shape[1]
         assert png.dtype == (np.uint8 if bits == 8 else np.uint16)
-        corner = png[0, 0] / np.iinfo(png.dtype).max
+        assert int(png.max()) <= 2**bits - 1 and meta["stimuli"][0]["bit_depth"] == bits
+        assert np.array_equal(png, res.display_values(display, True, bits)[0])  # exact codes back
+        corner = png[0, 0] / (2**bits - 1)
         assert np.allclose(corner, 0.5 ** (1 / display.gamma), atol=1.5 / 255)  # background
+
+
+def test_ten_bit_display_end_to_end(v4, reference, tmp_path):
+    """Display(bit_depth=10) used to fail in display_io ('got None'); now synthesis measures
+    on 10-bit codes (1024 levels) and exports them in a 16-bit PNG with an sBIT chunk."""
+    display = lab.Display(bit_depth=10)
+    rig10 = lab.Rig(lab.load_model("tiny"), display=display)
+    res = _run(rig10, v4.sites[[3]], "drive", reference, steps=4)
+    codes = res.display_values(display)
+    assert codes.dtype == np.uint16 and codes.max() <= 1023
+    # finer than 8 bits: some codes are not multiples of 4 (an 8-bit image upscaled would be)
+    assert (codes % 4 != 0).any()
+    shown = res.displayed_luminance(display)
+    assert np.allclose(shown, (codes / 1023.0) ** display.gamma, atol=1e-6)
+    manifest = res.export(tmp_path / "ten", display=display)
+    assert (manifest["bit_depth"] == 10).all()
+    raw = (tmp_path / "ten" / manifest["file"].iloc[0]).read_bytes()
+    assert b"sBIT" in raw
+    assert np.array_equal(read_png(tmp_path / "ten" / manifest["file"].iloc[0]), codes[0])
 
 
 def test_bad_input(rig, v4, reference):

@@ -12,6 +12,8 @@ import torch.nn.functional as F
 
 from stimuli.display import Display
 
+SUPPORTED_BITS = (8, 10, 12, 16)
+
 
 def monitor_size_px(display: Display, size_deg: float, position_x_deg: float = 0.0) -> int:
     """Width in monitor pixels of a stimulus ``size_deg`` wide at ``position_x_deg`` (atan)."""
@@ -29,10 +31,11 @@ def to_display(
     """Linear luminance (B, 3, H, W) -> integer pixel values (B, h, w, 3) at the monitor's
     pixels per degree: resampled (antialiased, in linear light), gamma-encoded when
     ``gamma_correct`` (for a monitor with the display's gamma), quantised to ``bit_depth``
-    (default: the display's)."""
+    (default: the display's). Depths above 8 bits (10, 12, 16) come back as uint16 holding
+    the integer code values 0 .. 2**bit_depth - 1 (a 10-bit display's codes are 0..1023)."""
     bits = display.bit_depth if bit_depth is None else int(bit_depth)
-    if bits not in (8, 16):
-        raise ValueError(f"bit_depth must be 8 or 16 for PNG export, got {bit_depth!r}")
+    if bits not in SUPPORTED_BITS:
+        raise ValueError(f"bit_depth must be one of {SUPPORTED_BITS}, got {bits!r}")
     size = monitor_size_px(display, size_deg, position_x_deg)
     x = luminance.detach().float().cpu()
     x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
@@ -44,16 +47,44 @@ def to_display(
     return values.astype(np.uint8 if bits == 8 else np.uint16)
 
 
-def from_display(values: np.ndarray, display: Display, gamma_correct: bool = True) -> np.ndarray:
-    """Integer pixel values (B, h, w, 3) -> the linear luminance the monitor shows."""
-    top = np.iinfo(values.dtype).max
+def from_display(
+    values: np.ndarray,
+    display: Display,
+    gamma_correct: bool = True,
+    bit_depth: int | None = None,
+) -> np.ndarray:
+    """Integer code values (B, h, w, 3) at ``bit_depth`` (default: the display's) -> the
+    linear luminance (0..1) the monitor shows."""
+    bits = display.bit_depth if bit_depth is None else int(bit_depth)
+    if bits not in SUPPORTED_BITS:
+        raise ValueError(f"bit_depth must be one of {SUPPORTED_BITS}, got {bits!r}")
+    top = 2**bits - 1
+    if values.size and int(values.max()) > top:
+        raise ValueError(
+            f"pixel values up to {int(values.max())} exceed {bits}-bit codes (max {top})"
+        )
     x = values.astype(np.float64) / top
     return (x**display.gamma if gamma_correct else x).astype(np.float32)
 
 
-def write_png(path: str | Path, values: np.ndarray) -> None:
-    """Write an RGB image (h, w, 3) of uint8 or uint16 as PNG (16-bit written directly)."""
+def write_png(path: str | Path, values: np.ndarray, bit_depth: int | None = None) -> None:
+    """Write an RGB image (h, w, 3) of uint8 or uint16 as PNG. 16-bit is written directly.
+    10- and 12-bit codes (uint16, ``bit_depth`` given) go into a 16-bit PNG container the way
+    the PNG specification asks (section 12.5, sample depth rescaling): each code is scaled to
+    16 bits by left-bit-replication, and an ``sBIT`` chunk records the original depth so that
+    ``read_png`` (and any reader honouring sBIT) recovers the exact codes. Ordinary viewers
+    then show the right brightness."""
     values = np.ascontiguousarray(values)
+    bits = (8 if values.dtype == np.uint8 else 16) if bit_depth is None else int(bit_depth)
+    if bits not in SUPPORTED_BITS:
+        raise ValueError(f"bit_depth must be one of {SUPPORTED_BITS}, got {bits!r}")
+    if bits in (10, 12):
+        if values.dtype != np.uint16:
+            raise ValueError(f"{bits}-bit codes must be uint16, got {values.dtype}")
+        if values.size and int(values.max()) > 2**bits - 1:
+            raise ValueError(f"pixel values up to {int(values.max())} exceed {bits}-bit codes")
+        v = values.astype(np.uint32)
+        values = ((v << (16 - bits)) | (v >> (2 * bits - 16))).astype(np.uint16)
     if values.dtype == np.uint8:
         from PIL import Image
 
@@ -68,14 +99,18 @@ def write_png(path: str | Path, values: np.ndarray) -> None:
         return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
 
     png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+    if bits < 16:
+        png += chunk(b"sBIT", bytes([bits, bits, bits]))
     png += chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
     Path(path).write_bytes(png)
 
 
 def read_png(path: str | Path) -> np.ndarray:
-    """Read an RGB PNG as (h, w, 3): 16-bit files as uint16 (PIL reads only 8-bit RGB)."""
+    """Read an RGB PNG as (h, w, 3): 16-bit files as uint16 (PIL reads only 8-bit RGB).
+    A 16-bit file with an ``sBIT`` chunk of 10 or 12 bits comes back as those codes
+    (0 .. 2**bits - 1), undoing ``write_png``'s rescaling exactly."""
     data = Path(path).read_bytes()
-    pos, header, idat = 8, None, []
+    pos, header, idat, sbit = 8, None, [], 16
     while pos < len(data):
         (length,) = struct.unpack(">I", data[pos : pos + 4])
         tag, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
@@ -83,6 +118,8 @@ def read_png(path: str | Path) -> np.ndarray:
             header = struct.unpack(">IIBBBBB", body)
         elif tag == b"IDAT":
             idat.append(body)
+        elif tag == b"sBIT" and len(body) >= 3:
+            sbit = max(body[:3])
         pos += 12 + length
     if header is None:
         raise ValueError(f"{str(path)!r} is not a PNG file")
@@ -91,7 +128,8 @@ def read_png(path: str | Path) -> np.ndarray:
         raw = np.frombuffer(zlib.decompress(b"".join(idat)), dtype=np.uint8).reshape(h, -1)
         if (raw[:, 0] != 0).any():
             raise ValueError(f"{str(path)!r}: 16-bit PNGs with row filters are not supported")
-        return raw[:, 1:].copy().view(">u2").reshape(h, w, 3).astype(np.uint16)
+        out = raw[:, 1:].copy().view(">u2").reshape(h, w, 3).astype(np.uint16)
+        return out >> (16 - sbit) if sbit in (10, 12) else out
     from PIL import Image
 
     with Image.open(path) as im:

@@ -163,17 +163,19 @@ class SynthesisResult:
 
     def displayed_luminance(self, display: Display, gamma_correct: bool = True) -> np.ndarray:
         """What the monitor shows (linear luminance, monitor pixels): quantised and resampled."""
-        return from_display(self.display_values(display, gamma_correct), display, gamma_correct)
+        values = self.display_values(display, gamma_correct)
+        return from_display(values, display, gamma_correct, display.bit_depth)
 
     def export(
         self,
         folder: str | os.PathLike,
         display: Display,
         gamma_correct: bool = True,
-        bit_depth: int = 8,
+        bit_depth: int | None = None,
         overwrite: bool = False,
     ) -> pd.DataFrame:
-        """One PNG per image at the monitor's pixels per degree (8- or 16-bit), background
+        """One PNG per image at the monitor's pixels per degree (8, 10, 12 or 16 bits; default
+        the display's; 10/12-bit codes in a 16-bit PNG with an sBIT chunk), background
         grey outside the aperture, gamma-corrected for the display if asked, plus
         ``manifest.csv`` and ``manifest.json``. Returns the manifest."""
         folder = Path(folder)
@@ -182,12 +184,13 @@ class SynthesisResult:
                 f"export folder {str(folder)!r} is not empty; pass overwrite=True to replace files"
             )
         folder.mkdir(parents=True, exist_ok=True)
+        bit_depth = display.bit_depth if bit_depth is None else int(bit_depth)
         values = self.display_values(display, gamma_correct, bit_depth)
         measured_on = self.attrs.get("display")
         rows = []
         for k, row in enumerate(self.table.itertuples(index=False)):
             name = f"{row.stimulus_id}.png"
-            write_png(folder / name, values[k])
+            write_png(folder / name, values[k], bit_depth)
             u, v = display.deg_to_px(row.position_x_deg, row.position_y_deg)
             rows.append(
                 {
