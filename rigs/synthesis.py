@@ -240,7 +240,20 @@ def synthesize(
     )
     for col, values in columns.items():
         result.table[col] = values
+    transfer_modes = {}
     for other in transfer or []:
+        mine = (type(rig.model.network).__name__, rig.model.weights_id)
+        theirs_id = (type(other.model.network).__name__, other.model.weights_id)
+        if mine != theirs_id:
+            # the same neuroid id names an unrelated unit on another network; matching by RF
+            # position is not implemented yet, so refuse rather than silently mis-resolve
+            raise ValueError(
+                f"transfer to a different network ({other.model.name!r}, weights "
+                f"{other.model.weights_id!r}) from {rig.model.name!r} (weights "
+                f"{rig.model.weights_id!r}): neuroid ids do not carry across networks; "
+                "expected a rig on the same network (another commitment)"
+            )
+        transfer_modes[other.model.name] = "by_id_same_network"
         other_resolved = other._targets(
             population if isinstance(population, MappedSites) else pop_ids
         )
@@ -258,6 +271,7 @@ def synthesize(
         for col in ("synthesized", "best_natural", "ratio", "beats_natural"):
             result.targets[f"transfer_{other.model.name}_{col}"] = theirs[col].to_numpy()
     result.attrs = {
+        "transfer_modes": transfer_modes,
         "objective": name,
         "objective_kind": kind,
         "model": model.name,

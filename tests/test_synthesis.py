@@ -170,3 +170,18 @@ def test_bad_input(rig, v4, reference):
         rig.synthesize(v4, objective="excite", steps=2)
     with pytest.raises(ValueError, match="needs goal"):
         rig.synthesize(v4, objective="match", steps=2, reference=reference, progress=False)
+
+
+def test_transfer_never_matches_ids_across_networks(rig, v4, reference, tmp_path):
+    """A neuroid id names an unrelated unit on another network: transfer must refuse it."""
+    state = {k: v + 0.1 * torch.randn_like(v) for k, v in rig.model.network.state_dict().items()}
+    torch.save(state, tmp_path / "tiny_other.pt")
+    other = lab.Rig(lab.load_model("tiny", weights=tmp_path / "tiny_other.pt"))
+    assert other.model.weights_id != rig.model.weights_id
+    with pytest.raises(ValueError, match="neuroid ids do not carry across networks"):
+        _run(rig, v4.sites[[3]], "drive", reference, steps=2, transfer=[other])
+    # the same network (same weights) still transfers by id, and says so
+    same = lab.Rig(lab.load_model("tiny"))
+    res = _run(rig, v4.sites[[3]], "drive", reference, steps=2, transfer=[same])
+    assert res.attrs["transfer_modes"] == {"tiny": "by_id_same_network"}
+    assert "transfer_tiny_ratio" in res.targets
