@@ -595,13 +595,19 @@ def natural(
     min_crop_px: int = 64,
     sources: Sequence[str] | None = None,
     exclude: Sequence[str] | None = None,
+    half: str | None = None,
 ) -> StimulusSet:
     """``n`` square crops of the ``skimage.data`` photographs (offline), ``size_deg`` wide.
 
     Each crop's source image, location, side in source pixels and mirror flip are drawn from
     ``seed`` and kept in the table, so a crop re-renders identically. ``sources`` restricts
     the photographs to those names, ``exclude`` leaves names out (see ``NATURAL_IMAGES``).
+    ``half="left"`` / ``"right"`` takes every crop wholly inside that half of each photograph
+    (columns ``[0, w//2)`` / ``[w//2, w)``): two sets made with different halves share no
+    source pixel, so a train/test split of them cannot overlap.
     """
+    if half not in (None, "left", "right"):
+        raise ValueError(f"half must be None, 'left' or 'right', got {half!r}")
     if not isinstance(n, int | np.integer) or n <= 0:
         raise ValueError(f"n must be a positive integer number of stimuli, got {n!r}")
     if not isinstance(seed, int | np.integer):
@@ -616,9 +622,11 @@ def natural(
     while len(rows) < n:
         name = pool[int(rng.integers(len(pool)))]
         h, w = sizes[name]
-        side = int(rng.integers(min(min_crop_px, min(h, w)), min(h, w) + 1))
+        x0, x1 = (0, w) if half is None else ((0, w // 2) if half == "left" else (w // 2, w))
+        span = min(h, x1 - x0)
+        side = int(rng.integers(min(min_crop_px, span), span + 1))
         top = int(rng.integers(0, h - side + 1))
-        left = int(rng.integers(0, w - side + 1))
+        left = x0 + int(rng.integers(0, x1 - x0 - side + 1))
         rows[(name, top, left, side, bool(rng.integers(0, 2)))] = None
     table = pd.DataFrame(list(rows), columns=["source", "top", "left", "crop_px", "flip"])
     table.insert(0, "stimulus_id", _stimulus_ids("natural", table))

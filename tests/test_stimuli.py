@@ -197,3 +197,22 @@ def test_natural_sources_concat_and_blend():
 def test_natural_concat_blend_bad_input(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_natural_halves_share_no_source_pixel():
+    """Train/test sets from opposite halves of each photograph cannot overlap."""
+    from stimuli.generators import _sample_image
+
+    left = stimuli.natural(40, 2.0, seed=1, half="left")
+    right = stimuli.natural(40, 2.0, seed=2, half="right")
+    for name, t in left.meta.groupby("source"):
+        w = _sample_image(name).shape[-1]
+        assert (t["left"] + t["crop_px"] <= w // 2).all()
+    for name, t in right.meta.groupby("source"):
+        w = _sample_image(name).shape[-1]
+        assert (t["left"] >= w // 2).all()
+    full = stimuli.natural(40, 2.0, seed=1)
+    widths = np.array([_sample_image(n).shape[-1] for n in full.meta["source"]])
+    assert (full.meta["left"] + full.meta["crop_px"] > widths // 2).any()
+    with pytest.raises(ValueError, match="half must be"):
+        stimuli.natural(4, 2.0, half="top")
