@@ -26,6 +26,7 @@ NEUROID_COORDS = (
     "rf_size_deg",
     "tissue_x_mm",
     "tissue_y_mm",
+    "hemisphere",
     "site",
 )
 #: coordinates along ``time_bin`` (ms after stimulus onset)

@@ -105,12 +105,18 @@ def implant(
     at_mm: tuple[float, float] | None = None,
     pitch_mm: float = UTAH_PITCH_MM,
     seed: int = 0,
+    hemisphere: str | None = None,
 ) -> SiteArray:
-    """A square electrode array (``pitch_mm`` apart) centred on the sheet at ``at_mm`` or at
-    the representation of visual position ``at_deg``; each site records the unit nearest
-    its (seed-jittered, ±pitch/4) electrode tip, no unit twice.
+    """A square electrode array (``pitch_mm`` apart) centred on one hemisphere's sheet at
+    ``at_mm`` or at the representation of visual position ``at_deg`` (deg); each site records
+    the unit nearest its (seed-jittered, ±pitch/4) electrode tip, no unit twice, all on one
+    hemisphere. ``hemisphere`` ("left" / "right") picks the sheet for ``at_mm`` (default
+    "left"); with ``at_deg`` it follows from the position (x >= 0 -> "left") and, if given,
+    must agree with it.
     """
     units = model.region_units(region)
+    if hemisphere not in (None, "left", "right"):
+        raise ValueError(f"hemisphere must be 'left' or 'right', got {hemisphere!r}")
     table = units.table
     if not isinstance(n_sites, int | np.integer) or n_sites <= 0:
         raise ValueError(f"n_sites must be a positive integer, got {n_sites!r}")
@@ -120,7 +126,6 @@ def implant(
         raise ValueError(f"pitch_mm must be a positive number of mm, got {pitch_mm!r}")
     if at_deg is not None and at_mm is not None:
         raise ValueError("give at_deg or at_mm, not both")
-    tissue = table[["tissue_x_mm", "tissue_y_mm"]].to_numpy()
     if at_mm is not None:
         centre = np.asarray(at_mm, dtype=float)
         ex, ey = units.sheet_extent_mm
@@ -137,8 +142,26 @@ def implant(
                 f"at_deg={at_deg!r} is outside the model's field of view "
                 f"(x and y within ±{half:g} deg of fixation)"
             )
+    hemi = table["hemisphere"].to_numpy()
+    if at_mm is None:
         rf = table[["rf_x_deg", "rf_y_deg"]].to_numpy()
-        centre = tissue[np.argmin(np.hypot(*(rf - target).T))]
+        nearest = int(np.argmin(np.hypot(*(rf - target).T)))
+        if hemisphere is not None and hemi[nearest] != hemisphere:
+            raise ValueError(
+                f"at_deg={at_deg!r} is represented in the {hemi[nearest]} hemisphere, "
+                f"not the {hemisphere} one (the right visual field x >= 0 is on the left)"
+            )
+        hemisphere = str(hemi[nearest])
+    hemisphere = hemisphere or "left"
+    mine = np.flatnonzero(hemi == hemisphere)
+    if n_sites > len(mine):
+        raise ValueError(
+            f"n_sites={n_sites} exceeds the {len(mine)} units of {region}'s {hemisphere} hemisphere"
+        )
+    table = table.iloc[mine]
+    tissue = table[["tissue_x_mm", "tissue_y_mm"]].to_numpy()
+    if at_mm is None:
+        centre = tissue[int(np.flatnonzero(mine == nearest)[0])]
     rng = np.random.default_rng(seed)
     grid = _electrode_grid(int(n_sites), float(pitch_mm))
     tips = centre + grid + rng.uniform(-pitch_mm / 4, pitch_mm / 4, size=grid.shape)
@@ -154,7 +177,7 @@ def implant(
                 chosen[i] = u
                 break
     rows = table.iloc[chosen].reset_index(drop=True)
-    rows.insert(0, "neuroid_id", units.neuroid_ids(chosen))
+    rows.insert(0, "neuroid_id", units.neuroid_ids(mine[chosen]))
     rows.insert(0, "electrode_y_mm", tips[:, 1])
     rows.insert(0, "electrode_x_mm", tips[:, 0])
     rows.insert(0, "site", np.arange(len(tips)))

@@ -393,11 +393,19 @@ class Rig:
         at_mm: tuple[float, float] | None = None,
         pitch_mm: float = UTAH_PITCH_MM,
         seed: int = 0,
+        hemisphere: str | None = None,
     ) -> SiteArray:
         """Implant an ``n_sites`` array in ``region`` near visual position ``at_deg`` (or sheet
-        position ``at_mm``); see :func:`rigs.arrays.implant`."""
+        position ``at_mm`` on ``hemisphere``'s sheet); see :func:`rigs.arrays.implant`."""
         return implant(
-            self.model, region, n_sites, at_deg=at_deg, at_mm=at_mm, pitch_mm=pitch_mm, seed=seed
+            self.model,
+            region,
+            n_sites,
+            at_deg=at_deg,
+            at_mm=at_mm,
+            pitch_mm=pitch_mm,
+            seed=seed,
+            hemisphere=hemisphere,
         )
 
     def units(self, region: str) -> pd.DataFrame:
@@ -449,10 +457,10 @@ class Rig:
 
     def _neuroid_coords(self, targets: list[_Target]) -> dict[str, tuple[str, np.ndarray]]:
         """The neuroid coordinates (DESIGN.md) of the targeted units, in target order."""
-        labels = ("neuroid_id", "region", "layer", "site")
+        labels = ("neuroid_id", "region", "layer", "hemisphere", "site")
         numeric = [name for name in NEUROID_COORDS if name not in labels]
         columns: dict[str, list[np.ndarray]] = {
-            name: [] for name in ("neuroid_id", "region", "layer", *numeric, "site")
+            name: [] for name in ("neuroid_id", "region", "layer", *numeric, "hemisphere", "site")
         }
         for t in targets:
             if t.mapped is not None:
@@ -466,6 +474,7 @@ class Rig:
             columns["layer"].append(as_string_array([t.layer] * len(t.units)))
             for name in numeric:
                 columns[name].append(ru.table[name].to_numpy()[units])
+            columns["hemisphere"].append(as_string_array(ru.table["hemisphere"].to_numpy()[units]))
             columns["site"].append(t.sites)
         coords = {name: ("neuroid", np.concatenate(parts)) for name, parts in columns.items()}
         ids = coords["neuroid_id"][1]
@@ -674,4 +683,11 @@ def _mapped_coords(model: BrainModel, t: _Target) -> dict[str, np.ndarray]:
             out[name] = np.full(n, np.nan)
         else:
             out[name] = w @ table[name].to_numpy()
+    # the hemisphere holding most of the site's |weight| ("" when not a committed region layer);
+    # tissue centroids average positions on one frame shared by both sheets
+    if table is None:
+        out["hemisphere"] = as_string_array([""] * n)
+    else:
+        left = w @ (table["hemisphere"].to_numpy() == "left").astype(float)
+        out["hemisphere"] = as_string_array(np.where(left >= 0.5, "left", "right"))
     return out

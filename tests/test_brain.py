@@ -85,8 +85,12 @@ def test_unit_table(tiny):
     row0 = table[(table.channel == 0) & (table.row == 0)].sort_values("col")
     assert np.allclose(np.diff(row0.rf_x_deg), stride_deg)
     assert table.rf_x_deg.min() < -3 and table.rf_x_deg.max() > 3
-    # retinotopy: tissue position grows with RF position; V2 RFs larger than V1's
-    assert np.corrcoef(table.rf_x_deg, table.tissue_x_mm)[0, 1] > 0.9
+    # retinotopy: on each hemisphere's sheet, tissue x grows with eccentricity (the complex-log
+    # map's u axis), tissue y with elevation; V2 RFs larger than V1's
+    for _, t in table.groupby("hemisphere"):
+        ecc = np.hypot(t.rf_x_deg, t.rf_y_deg)
+        assert np.corrcoef(ecc, t.tissue_x_mm)[0, 1] > 0.8
+        assert np.corrcoef(t.rf_y_deg, t.tissue_y_mm)[0, 1] > 0.8
     assert tiny.units("V2").rf_size_deg.median() > tiny.units("V1").rf_size_deg.median()
     # channels of one position share a hypercolumn smaller than the position spacing
     here = table[(table.row == h // 2) & (table.col == w // 2)]
@@ -247,5 +251,51 @@ def test_hemisphere_column(tiny):
     for region in ("V1", "IT"):
         t = tiny.region_units(region).table
         assert set(t.hemisphere) == {"left", "right"}
-        assert (t.rf_x_deg[t.hemisphere == "left"] >= 0).all()
-        assert (t.rf_x_deg[t.hemisphere == "right"] < 0).all()
+        pos_x = t.groupby(["row", "col"]).rf_x_deg.transform("mean")
+        assert (pos_x[t.hemisphere == "left"] >= 0).all()
+        assert (pos_x[t.hemisphere == "right"] < 0).all()
+        # a position's channels are never split across the meridian
+        assert (t.groupby(["row", "col"]).hemisphere.nunique() == 1).all()
+
+
+def test_complex_log_map_is_conformal_with_macaque_magnification():
+    """Schwartz's map: the Jacobian is a scaled rotation (equal, orthogonal derivatives) of
+    size k/|z+a| everywhere; the old radial map d(E)(cos t, sin t) fails this off-meridian
+    (its tangential magnification d(E)/E differs from its radial k/(E+a))."""
+    from insilico.brain.units import complex_log_map
+
+    rng = np.random.default_rng(0)
+    x, y = rng.uniform(0.05, 6, 200), rng.uniform(-6, 6, 200)
+    k, a, h = 12.2, 0.94, 1e-6
+    u, v, m = complex_log_map(x, y, k, a)
+    ux, vx, _ = complex_log_map(x + h, y, k, a)
+    uy, vy, _ = complex_log_map(x, y + h, k, a)
+    dx = np.c_[ux - u, vx - v] / h
+    dy = np.c_[uy - u, vy - v] / h
+    np.testing.assert_allclose(np.hypot(*dx.T), m, rtol=1e-4)
+    np.testing.assert_allclose(np.hypot(*dy.T), m, rtol=1e-4)
+    np.testing.assert_allclose((dx * dy).sum(1) / m**2, 0, atol=1e-4)
+    # fovea at u = 0; the two hemifields mirror onto one frame
+    assert complex_log_map(np.array([0.0]), np.array([0.0]), k, a)[0][0] == 0
+    np.testing.assert_allclose(complex_log_map(-x, y, k, a)[0], u)
+    # macaque V1 magnification on the horizontal meridian, inverse-linear fit quoted in
+    # _regions.toml: M^-1 = 0.077 + 0.082 E deg/mm (Dow et al. 1981)
+    e = np.array([1.0, 5.0, 10.0])
+    _, _, m_h = complex_log_map(e, 0 * e, k, a)
+    np.testing.assert_allclose(1 / m_h, 0.077 + 0.082 * e, rtol=0.01)
+
+
+def test_sheet_layout_is_locally_isotropic(tiny):
+    """One position step in x or in y moves a V1 hypercolumn by the same tissue distance
+    (conformal map), away from the border; the old radial map was anisotropic off-axis."""
+    t = tiny.units("V1")
+    pos = t.groupby(["row", "col"])[["tissue_x_mm", "tissue_y_mm"]].mean()
+    h, w = tiny.layer_shape("v1")[1:]
+    ratios = []
+    for r in range(1, h - 2):
+        for c in range(w // 2 + 1, w - 2):  # left hemisphere, off the meridian
+            p = pos.loc[(r, c)].to_numpy()
+            step_x = np.hypot(*(pos.loc[(r, c + 1)].to_numpy() - p))
+            step_y = np.hypot(*(pos.loc[(r + 1, c)].to_numpy() - p))
+            ratios.append(step_x / step_y)
+    assert np.median(np.abs(np.log(ratios))) < 0.1, np.median(ratios)

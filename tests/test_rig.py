@@ -124,6 +124,28 @@ def test_implant_near_location(tiny_rig):
     assert set(other.neuroid_ids) != set(arr.neuroid_ids)
 
 
+def test_implant_stays_on_one_hemisphere(tiny_rig):
+    """An array at a sheet position records one hemisphere only: the same at_mm on the left
+    sheet sees the right visual field, on the right sheet the mirror-image left field."""
+    ex, ey = tiny_rig.model.region_units("V1").sheet_extent_mm
+    at = (0.3 * ex, 0.5 * ey)  # near the foveal representation: both fields are close by
+    left = tiny_rig.implant("V1", 25, at_mm=at, hemisphere="left")
+    right = tiny_rig.implant("V1", 25, at_mm=at, hemisphere="right")
+    assert set(left.table.hemisphere) == {"left"} and set(right.table.hemisphere) == {"right"}
+    pos = tiny_rig.units("V1").groupby(["row", "col"]).rf_x_deg.mean()
+    assert (pos.loc[list(zip(left.table.row, left.table.col))] >= 0).all()
+    assert (pos.loc[list(zip(right.table.row, right.table.col))] < 0).all()
+    np.testing.assert_allclose(left.table.rf_x_deg.mean(), -right.table.rf_x_deg.mean(), atol=0.3)
+    # at_deg picks the hemisphere that represents it
+    assert set(tiny_rig.implant("V1", 4, at_deg=(-2, 1)).table.hemisphere) == {"right"}
+    with pytest.raises(ValueError, match="represented in the right hemisphere"):
+        tiny_rig.implant("V1", 4, at_deg=(-2, 1), hemisphere="left")
+    with pytest.raises(ValueError, match="hemisphere must be"):
+        tiny_rig.implant("V1", 4, hemisphere="both")
+    rec = tiny_rig.record(stimuli.blank(size_deg=2), right, progress=False)
+    assert set(rec.hemisphere.values.tolist()) == {"right"}
+
+
 def test_implant_bad_input(tiny_rig):
     with pytest.raises(ValueError, match="outside the model's field of view"):
         tiny_rig.implant("V1", 4, at_deg=(10, 0))

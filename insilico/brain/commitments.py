@@ -25,14 +25,15 @@ class RegionCommitment:
     name: str
     layer: str
     retinotopic: bool = True
-    magnification_mm: float = 12.0
-    magnification_e2_deg: float = 0.75
+    magnification_mm: float = 12.2
+    magnification_e2_deg: float = 0.94
     sheet_size_mm: float = 10.0
     baseline_hz: float = 5.0
     max_hz: float = 100.0
 
     def magnification(self, ecc_deg: float) -> float:
-        """Cortical magnification M(E) in mm/deg at eccentricity ``ecc_deg``."""
+        """Linear cortical magnification M(E) = k / (E + a) in mm/deg on the horizontal
+        meridian at eccentricity ``ecc_deg`` (deg) — the complex-log map's ``|dw/dz|``."""
         return self.magnification_mm / (ecc_deg + self.magnification_e2_deg)
 
 

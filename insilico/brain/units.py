@@ -14,7 +14,7 @@ default ``~/.cache/insilico-lab``):
   channel-summed activation instead (``rf_method="pooled"``), to bound the cost.
 * **Rate scale**: the 99th percentile of the layer's activations over 64 natural crops
   (``stimuli.natural``, seed 0) filling the field of view; see the region commitment.
-* **Cortical sheet**: see :func:`sheet_layout`.
+* **Cortical sheets**: one per hemisphere, see :func:`sheet_layout`.
 """
 
 from __future__ import annotations
@@ -55,9 +55,12 @@ class RegionUnits:
     (``unit = channel * rows * cols + row * cols + col``), with columns ``unit``, ``channel``,
     ``row``, ``col``, ``rf_x_deg``, ``rf_y_deg``, ``rf_size_deg``, ``tissue_x_mm``,
     ``tissue_y_mm``, ``hemisphere``. Degrees are relative to fixation (x right, y up).
-    ``hemisphere`` ("left" / "right") names the hemisphere representing the RF centre
-    (right visual field, rf_x_deg >= 0 -> "left"); the tissue coordinates are still those of
-    ONE sheet holding both hemifields (no two-hemisphere sheets yet).
+    ``hemisphere`` ("left" / "right") names the sheet a unit lies on: the hemisphere
+    representing its feature-map position's visual hemifield (right field, x >= 0 ->
+    "left"). Tissue positions are in mm on that hemisphere's sheet; both sheets share one
+    frame spanning ``[0, sheet_extent_mm[0]] x [0, sheet_extent_mm[1]]`` (see
+    :func:`sheet_layout`), so a distance between units is only meaningful within one
+    hemisphere.
     """
 
     region: str
@@ -231,6 +234,24 @@ def similarity_grid(profiles: np.ndarray) -> np.ndarray:
     return cells
 
 
+def complex_log_map(
+    x_deg: np.ndarray, y_deg: np.ndarray, k_mm: float, a_deg: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Schwartz's (1980) conformal map of one hemifield onto its hemisphere's sheet.
+
+    ``w = k [log(z + a) - log(a)]`` with ``z = |x| + i y`` in deg (the left visual field is
+    mirrored onto the right hemisphere's sheet, so both sheets share one frame): returns
+    (u, v) in mm — ``u = Re w`` from the foveal representation (u = 0) along the horizontal
+    meridian, ``v = Im w`` along iso-eccentricity lines (upper field v > 0, the vertical
+    meridians at v = ±k·π/2 in the limit of large eccentricity) — and the local linear
+    magnification ``|dw/dz| = k / |z + a|`` in mm/deg, the same in every direction
+    (conformal). On the horizontal meridian it is ``k / (E + a)``.
+    """
+    z = np.abs(np.asarray(x_deg, dtype=float)) + 1j * np.asarray(y_deg, dtype=float)
+    w = k_mm * (np.log(z + a_deg) - np.log(a_deg))
+    return w.real, w.imag, k_mm / np.abs(z + a_deg)
+
+
 def sheet_layout(
     rc: RegionCommitment,
     shape: tuple[int, int, int],
@@ -238,39 +259,50 @@ def sheet_layout(
     pos_y_deg: np.ndarray,
     cells: np.ndarray,
     stride_deg: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Tissue (x, y) in mm of every unit, flat order; the sheet's corner is at (0, 0).
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tissue (x, y) in mm and hemisphere of every unit, flat order.
 
-    Retinotopic regions: a feature-map position whose RF centre is at eccentricity E lies
-    at cortical distance ``d(E) = A ln(1 + E / E2)`` from the foveal representation, in the
-    direction of its visual-field position (Horton & Hoyt 1991's magnification; one sheet
-    for both hemifields). Its channels fill a hypercolumn one local position spacing
-    (``M(E) * stride``) wide, on the similarity grid. Non-retinotopic regions (IT): each
-    channel owns a square patch of a ``sheet_size_mm`` sheet, patches on the similarity
-    grid; inside a patch the feature-map positions keep their retinotopic order.
-    ``pos_*_deg`` are the (rows, cols) RF centres of feature-map positions.
+    Two hemispheres, two sheets: feature-map columns whose RF centres lie in the right visual
+    field (mean x >= 0) are on the ``"left"`` hemisphere's sheet, the others on the
+    ``"right"`` one; the sheets share one frame (the right hemisphere's is the mirror image),
+    so a perturbation placed on one sheet never reaches the other visual hemifield.
+
+    Retinotopic regions: a feature-map position lies at the conformal complex-log position
+    of its RF centre (:func:`complex_log_map`, constants ``magnification_mm`` = k and
+    ``magnification_e2_deg`` = a of the region commitment). Its channels fill a hypercolumn one
+    local position spacing (``M * stride``) wide, on the similarity grid. Non-retinotopic
+    regions (IT): on each hemisphere's sheet every channel owns a square patch of a
+    ``sheet_size_mm`` sheet, patches on the similarity grid; inside a patch that hemifield's
+    feature-map positions keep their retinotopic order (mirrored for the right hemisphere,
+    so the vertical meridian is on the same side of every patch). Both sheets are shifted
+    together so the frame's corner is (0, 0). ``pos_*_deg`` are the (rows, cols) RF centres
+    of feature-map positions.
     """
     c, h, w = shape
     g = math.ceil(math.sqrt(c))
     cell_frac_y = (cells[:, 0] + 0.5) / g - 0.5  # channel offset inside its cell, in cells
     cell_frac_x = (cells[:, 1] + 0.5) / g - 0.5
+    left_col = pos_x_deg.mean(axis=0) >= 0  # feature-map columns in the right visual field
+    hemi = np.where(np.broadcast_to(left_col[None, None, :], (c, h, w)), "left", "right")
     if rc.retinotopic:
-        ecc = np.hypot(pos_x_deg, pos_y_deg)
-        dist = rc.magnification_mm * np.log1p(ecc / rc.magnification_e2_deg)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            px = np.where(ecc > 0, dist * pos_x_deg / ecc, 0.0)
-            py = np.where(ecc > 0, dist * pos_y_deg / ecc, 0.0)
-        spacing = np.array([rc.magnification(e) for e in ecc.ravel()]).reshape(h, w) * stride_deg
+        k, a = rc.magnification_mm, rc.magnification_e2_deg
+        px, py, mag = complex_log_map(pos_x_deg, pos_y_deg, k, a)
+        spacing = mag * stride_deg
         tx = px[None] + spacing[None] * cell_frac_x[:, None, None]
         ty = py[None] - spacing[None] * cell_frac_y[:, None, None]
     else:
         cell = rc.sheet_size_mm / g
-        sub_x = (np.arange(w) + 0.5) / w
+        # columns of each hemifield ranked from the vertical meridian outwards
+        order = np.empty(w)
+        for side in (left_col, ~left_col):
+            cols = np.flatnonzero(side)
+            away = np.argsort(np.abs(pos_x_deg.mean(axis=0)[cols]), kind="stable")
+            order[cols[away]] = (np.arange(len(cols)) + 0.5) / max(len(cols), 1)
         sub_y = (h - np.arange(h) - 0.5) / h
-        tx = (cells[:, 1, None, None] + sub_x[None, None, :]) * cell + np.zeros((1, h, 1))
+        tx = (cells[:, 1, None, None] + order[None, None, :]) * cell + np.zeros((1, h, 1))
         ty = (g - 1 - cells[:, 0, None, None] + sub_y[None, :, None]) * cell + np.zeros((1, 1, w))
     tx, ty = tx.ravel(), ty.ravel()
-    return tx - tx.min(), ty - ty.min()
+    return tx - tx.min(), ty - ty.min(), hemi.ravel()
 
 
 def _measure(model: BrainModel, region: str, progress: bool) -> dict[str, np.ndarray]:
@@ -332,7 +364,7 @@ def _build(
     rf_size = np.broadcast_to(data["rf_sigma_px"][:, None, None] * FWHM_PER_SIGMA / ppd, (c, h, w))
     pos_x = rf_x.mean(axis=0)
     pos_y = rf_y.mean(axis=0)
-    tx, ty = sheet_layout(rc, shape, pos_x, pos_y, data["cells"], stride_px / ppd)
+    tx, ty, hemisphere = sheet_layout(rc, shape, pos_x, pos_y, data["cells"], stride_px / ppd)
     channel, row, col = np.unravel_index(np.arange(c * h * w), (c, h, w))
     table = pd.DataFrame(
         {
@@ -345,9 +377,7 @@ def _build(
             "rf_size_deg": rf_size.ravel(),
             "tissue_x_mm": tx,
             "tissue_y_mm": ty,
-            # cortical hemisphere representing the RF centre: the right visual field
-            # (rf_x_deg >= 0, vertical meridian included) -> "left", the left field -> "right"
-            "hemisphere": np.where(rf_x.ravel() >= 0, "left", "right"),
+            "hemisphere": hemisphere,
         }
     )
     return RegionUnits(
