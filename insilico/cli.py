@@ -385,7 +385,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.simplefilter("always", NotBrainLikeWarning)
     try:
         args.func(args)
-    except (CLIError, ValueError, TypeError, FileNotFoundError, FileExistsError) as err:
+    except (
+        CLIError,
+        ValueError,
+        TypeError,
+        FileNotFoundError,
+        FileExistsError,
+        BlockingIOError,
+    ) as err:
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         print(f"insilico: error: {message}", file=sys.stderr)
         return 2

@@ -8,6 +8,11 @@ rewritten. A streamed store keeps two bookkeeping attrs on its root group:
 ``presentations_done`` (how many presentations are committed). The count is updated only
 after a batch is on disk, so a crash leaves every finished batch readable and a rerun of the
 same job resumes after the last committed batch.
+
+Safety: a writer holds an exclusive lock file ``<store>.lock`` (pid, host, start time) while
+it writes, so a second writer of the same store is refused (a lock left by a dead process on
+this host is taken over); ``overwrite=True`` only ever removes a store this library wrote,
+never another folder or file (nor the working directory or its parents).
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -48,14 +55,113 @@ def _prepare(rec: xr.DataArray) -> xr.Dataset:
     return rec.to_dataset()
 
 
+def is_store(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a zarr store written by this library (its bookkeeping attrs)."""
+    path = Path(path)
+    if not path.is_dir() or not (path / "zarr.json").is_file():
+        return False
+    try:
+        attrs = dict(zarr.open_group(str(path), mode="r").attrs)
+    except Exception:  # zarr raises several types for "not a group here"
+        return False
+    return bool({COMPLETE_ATTR, DONE_ATTR, JOB_ATTR} & set(attrs))
+
+
+def remove_store(path: str | os.PathLike) -> None:
+    """Delete a store this library wrote; refuse anything else with a one-line error.
+
+    Never removes the working directory, one of its parents, the home folder or a file or
+    non-empty folder that is not an insilico-lab store (a user's data).
+    """
+    path = Path(path)
+    resolved = path.resolve()
+    cwd = Path.cwd().resolve()
+    if resolved == cwd or resolved in cwd.parents or resolved == Path.home().resolve():
+        raise ValueError(
+            f"refusing to overwrite {str(path) or '.'!r}: it is the working directory, one of "
+            "its parents or the home folder; give a store path such as 'out.zarr'"
+        )
+    if path.is_dir() and not any(path.iterdir()):
+        path.rmdir()  # an empty folder holds nothing to lose
+        return
+    if not is_store(path):
+        raise FileExistsError(
+            f"refusing to overwrite {str(path)!r}: it exists and is not a store written by "
+            "insilico-lab; choose another output path or remove it yourself"
+        )
+    shutil.rmtree(path)
+
+
 def _check_target(path: Path, overwrite: bool) -> None:
+    if str(path) in ("", "."):
+        raise ValueError(
+            f"output path {str(path)!r} names the working directory; give a store path"
+        )
     if path.exists():
         if not overwrite:
             raise FileExistsError(
                 f"output path {str(path)!r} exists; pass overwrite=True (CLI: --overwrite) "
                 "to replace it"
             )
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
+        remove_store(path)
+
+
+class StoreLock:
+    """An exclusive lock file ``<store>.lock`` naming its holder (pid, host, start time).
+
+    Taken with ``O_CREAT | O_EXCL`` (atomic on local file systems). A lock whose holder is a
+    process of this host that no longer runs is stale and taken over; a live holder, or one
+    on another host, makes :meth:`acquire` raise a one-line ``BlockingIOError``.
+    """
+
+    def __init__(self, store: Path) -> None:
+        self.path = store.with_name(store.name + ".lock")
+        self.held = False
+
+    def _holder(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def _stale(self, holder: dict[str, Any]) -> bool:
+        if holder.get("host") != socket.gethostname():
+            return False
+        try:
+            os.kill(int(holder.get("pid", -1)), 0)
+        except ProcessLookupError:
+            return True
+        except (PermissionError, ValueError, OverflowError):
+            return False
+        return False
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self._holder()
+                if holder and self._stale(holder):
+                    self.path.unlink(missing_ok=True)
+                    continue
+                raise BlockingIOError(
+                    f"{str(self.path.with_suffix(''))!r} is being written by another process "
+                    f"(pid {holder.get('pid', '?')} on {holder.get('host', '?')}, lock "
+                    f"{str(self.path)!r}); wait for it, or delete the lock file if that process "
+                    "is gone"
+                ) from None
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+            self.held = True
+            return
+        raise BlockingIOError(f"could not take the lock {str(self.path)!r}")
+
+    def release(self) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
 
 
 def save(rec: xr.DataArray, path: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -89,18 +195,34 @@ def open_recording(path: str | os.PathLike) -> xr.DataArray:
     if not path.exists():
         raise FileNotFoundError(f"no recording at {str(path)!r}")
     attrs = _root_attrs(path)
-    try:
-        ds = xr.open_dataset(path, engine="zarr", consolidated=False, chunks=None)
-    except Exception as err:
-        raise ValueError(f"cannot open {str(path)!r} as a zarr store: {err}") from None
-    if VARIABLE not in ds:
+    done = attrs.get(DONE_ATTR)
+    group = zarr.open_group(str(path), mode="r")
+    if VARIABLE not in group:
         raise ValueError(
             f"{str(path)!r} holds no {VARIABLE!r} variable; it is not an insilico-lab recording"
         )
+    lengths = {a.basename: a.shape[0] for a in _presentation_arrays(group)}
+    if done is not None:
+        short = sorted(name for name, n in lengths.items() if n < int(done))
+        if short:
+            raise ValueError(
+                f"{str(path)!r} is damaged: {', '.join(short)} hold fewer than the "
+                f"{int(done)} committed presentations"
+            )
+    # a batch cut off mid-write leaves presentation arrays of unequal lengths: open the
+    # response lazily and read the (small) presentation coordinates up to the commit
+    ragged = [n for n, k in lengths.items() if n != VARIABLE and k != lengths[VARIABLE]]
+    try:
+        ds = xr.open_dataset(
+            path, engine="zarr", consolidated=False, chunks=None, drop_variables=ragged
+        )
+    except Exception as err:
+        raise ValueError(f"cannot open {str(path)!r} as a zarr store: {err}") from None
     rec = ds[VARIABLE]
-    done = attrs.get(DONE_ATTR)
-    if done is not None and int(done) < rec.sizes["presentation"]:
-        rec = rec.isel(presentation=slice(0, int(done)))
+    n = rec.sizes["presentation"] if done is None else min(int(done), rec.sizes["presentation"])
+    rec = rec.isel(presentation=slice(0, n))
+    if ragged:
+        rec = rec.assign_coords({name: ("presentation", group[name][:n]) for name in ragged})
     return rec
 
 
@@ -132,10 +254,23 @@ class StreamWriter:
         resume: bool = True,
     ) -> None:
         self.path = Path(path)
+        if str(path) in ("", "."):
+            raise ValueError(
+                f"output path {str(path)!r} names the working directory; give a store path"
+            )
         self.job = json.dumps(json_attrs(job), sort_keys=True)
         self.done = 0
         self.complete = False
         self._exists = False
+        self.lock = StoreLock(self.path)
+        self.lock.acquire()
+        try:
+            self._open(overwrite, resume)
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _open(self, overwrite: bool, resume: bool) -> None:
         if self.path.exists() and not overwrite:
             try:
                 attrs = _root_attrs(self.path) if self.path.is_dir() else {}
@@ -165,9 +300,27 @@ class StreamWriter:
     def _truncate(self) -> None:
         """Drop presentations written after the last commit (a batch cut off by a crash)."""
         group = zarr.open_group(str(self.path), mode="r+")
-        for array in _presentation_arrays(group):
+        arrays = _presentation_arrays(group)
+        short = [a.basename for a in arrays if a.shape[0] < self.done]
+        if short:
+            raise ValueError(
+                f"cannot resume {str(self.path)!r}: {', '.join(sorted(short))} hold fewer than "
+                f"the {self.done} committed presentations (damaged store); pass overwrite=True "
+                "to start again"
+            )
+        for array in arrays:
             if array.shape[0] != self.done:
                 array.resize((self.done, *array.shape[1:]))
+
+    def close(self) -> None:
+        """Release the store's lock (the committed batches stay readable and resumable)."""
+        self.lock.release()
+
+    def __enter__(self) -> StreamWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def append(self, rec: xr.DataArray) -> None:
         """Write one batch of presentations and commit it."""
@@ -195,4 +348,5 @@ class StreamWriter:
             group[VARIABLE].attrs.update(json_attrs(attrs))
         group.attrs[COMPLETE_ATTR] = True
         self.complete = True
+        self.close()
         return open_recording(self.path)

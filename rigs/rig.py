@@ -561,50 +561,58 @@ class Rig:
         }
         writer = None if out is None else recordings.StreamWriter(out, job, overwrite=overwrite)
         start = 0 if writer is None else writer.done // repeats
-        if writer is not None and writer.complete:
-            return recordings.open(writer.path)
-        n = len(stimuli)
-        n_neuroids = len(neuroid_coords["neuroid_id"][1])
-        values = None
-        if writer is None:  # filled batch by batch: no copy at the end
-            values = np.empty((n * repeats, n_neuroids, len(bins)), dtype=np.float32)
-        bar = tqdm(
-            total=n,
-            initial=start,
-            desc=f"recording {self.model.name}",
-            unit="img",
-            disable=not progress,
-        )
-        for lo in range(start, n, batch_size):
-            idx = np.arange(lo, min(lo + batch_size, n))
-            rates = self._rates(self.present(stimuli, idx), resolved).float().cpu().numpy()
-            batch = self._noisy(rates, idx, bins, repeats, noise, seed)
-            if writer is None:
-                values[lo * repeats : (lo + len(idx)) * repeats] = batch
-            else:
-                writer.append(self._recording(batch, idx, meta, neuroid_coords, bins, repeats))
-            bar.update(len(idx))
-        bar.close()
-        attrs = {
-            "units": "spikes/s",
-            "insilico_version": _package_version(),
-            "model": self.model.name,
-            "weights_id": self.model.weights_id,
-            "brain_like": self.model.brain_like,
-            "commitment": self.model.commitment.to_dict(),
-            "rig": self.describe(),
-            "perturbations": [p.describe() for p in self.perturbations],
-            "stimulus_set": {"kind": stimuli.kind, "fingerprint": stimuli.fingerprint(), "n": n},
-            "repeats": int(repeats),
-            "noise": "none" if noise is None else noise,
-            "seed": int(seed),
-            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        }
-        if writer is not None:
-            return writer.finish(attrs)
-        rec = self._recording(values, np.arange(n), meta, neuroid_coords, bins, repeats)
-        rec.attrs = recordings.json_attrs(attrs)
-        return rec
+        try:
+            if writer is not None and writer.complete:
+                return recordings.open(writer.path)
+            n = len(stimuli)
+            n_neuroids = len(neuroid_coords["neuroid_id"][1])
+            values = None
+            if writer is None:  # filled batch by batch: no copy at the end
+                values = np.empty((n * repeats, n_neuroids, len(bins)), dtype=np.float32)
+            bar = tqdm(
+                total=n,
+                initial=start,
+                desc=f"recording {self.model.name}",
+                unit="img",
+                disable=not progress,
+            )
+            for lo in range(start, n, batch_size):
+                idx = np.arange(lo, min(lo + batch_size, n))
+                rates = self._rates(self.present(stimuli, idx), resolved).float().cpu().numpy()
+                batch = self._noisy(rates, idx, bins, repeats, noise, seed)
+                if writer is None:
+                    values[lo * repeats : (lo + len(idx)) * repeats] = batch
+                else:
+                    writer.append(self._recording(batch, idx, meta, neuroid_coords, bins, repeats))
+                bar.update(len(idx))
+            bar.close()
+            attrs = {
+                "units": "spikes/s",
+                "insilico_version": _package_version(),
+                "model": self.model.name,
+                "weights_id": self.model.weights_id,
+                "brain_like": self.model.brain_like,
+                "commitment": self.model.commitment.to_dict(),
+                "rig": self.describe(),
+                "perturbations": [p.describe() for p in self.perturbations],
+                "stimulus_set": {
+                    "kind": stimuli.kind,
+                    "fingerprint": stimuli.fingerprint(),
+                    "n": n,
+                },
+                "repeats": int(repeats),
+                "noise": "none" if noise is None else noise,
+                "seed": int(seed),
+                "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            }
+            if writer is not None:
+                return writer.finish(attrs)
+            rec = self._recording(values, np.arange(n), meta, neuroid_coords, bins, repeats)
+            rec.attrs = recordings.json_attrs(attrs)
+            return rec
+        finally:
+            if writer is not None:
+                writer.close()  # the lock goes; committed batches stay resumable
 
     @staticmethod
     def _noisy(

@@ -61,6 +61,18 @@ def test_existing_output_refused_unless_overwrite(tmp_path, capsys):
     assert main([*base, "--overwrite"]) == 0
 
 
+def test_overwrite_of_the_working_directory_is_refused(tmp_path, capsys, monkeypatch):
+    """`record --out . --overwrite` used to delete the working directory."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "thesis.tex").write_text("chapter 1")
+    argv = "record --model tiny --region V1 --stimuli blank --set size_deg=2 --quiet".split()
+    for out in (".", str(tmp_path)):
+        assert main([*argv, "--out", out, "--overwrite"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "working directory" in err and len(err.splitlines()) == 1
+    assert (tmp_path / "thesis.tex").read_text() == "chapter 1"
+
+
 def test_demo_on_tiny_model(tmp_path, capsys):
     argv = [*"demo --model tiny --sites 16 --repeats 2 --quiet --out".split(), str(tmp_path)]
     assert main(argv) == 0

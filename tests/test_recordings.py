@@ -113,3 +113,107 @@ def test_check_recording_names_missing_coordinate(tiny_rig, setup):
         recordings.check_recording(rec.drop_vars("tissue_x_mm"))
     with pytest.raises(ValueError, match="dims"):
         recordings.check_recording(rec.transpose("neuroid", "presentation", "time_bin"))
+
+
+def _crashed_store(tiny_rig, arr, g, out, monkeypatch, kwargs):
+    """Two committed batches, a third on disk but not committed (crash while committing)."""
+    real_commit = StreamWriter._commit
+    calls = {"n": 0}
+
+    def crashing_commit(self, done):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("power cut")
+        real_commit(self, done)
+
+    monkeypatch.setattr(StreamWriter, "_commit", crashing_commit)
+    with pytest.raises(KeyboardInterrupt):
+        tiny_rig.record(g, arr, out=out, **kwargs)
+    monkeypatch.setattr(StreamWriter, "_commit", real_commit)
+
+
+def test_store_cut_off_mid_batch_opens_and_resumes(tiny_rig, setup, tmp_path, monkeypatch):
+    """A kill during a batch's write leaves arrays of unequal lengths; the store still opens
+    with its committed presentations (it used to fail with 'conflicting sizes')."""
+    arr, g = setup
+    kwargs = dict(repeats=3, noise="poisson", seed=5, batch_size=5, progress=False)
+    full = tiny_rig.record(g, arr, **kwargs)
+    out = tmp_path / "cut.zarr"
+    _crashed_store(tiny_rig, arr, g, out, monkeypatch, kwargs)
+    group = zarr.open_group(str(out), mode="r+")
+    group["response"].resize((38, *group["response"].shape[1:]))  # half-written batch
+    group["stimulus_id"].resize((41,))
+    partial = recordings.open(out)
+    assert partial.sizes["presentation"] == 30
+    xr.testing.assert_equal(partial.load(), full.isel(presentation=slice(0, 30)))
+    assert not (tmp_path / "cut.zarr.lock").exists()  # the crashed writer let go
+    xr.testing.assert_equal(tiny_rig.record(g, arr, out=out, **kwargs).load(), full)
+
+
+def test_damaged_store_is_named_not_read(tiny_rig, setup, tmp_path, monkeypatch):
+    arr, g = setup
+    kwargs = dict(repeats=3, noise="poisson", seed=5, batch_size=5, progress=False)
+    out = tmp_path / "bad.zarr"
+    _crashed_store(tiny_rig, arr, g, out, monkeypatch, kwargs)
+    group = zarr.open_group(str(out), mode="r+")
+    group["response"].resize((20, *group["response"].shape[1:]))  # lost committed data
+    with pytest.raises(ValueError, match="damaged: response"):
+        recordings.open(out)
+    with pytest.raises(ValueError, match="damaged store"):
+        tiny_rig.record(g, arr, out=out, **kwargs)
+
+
+def test_overwrite_never_deletes_what_the_lab_did_not_write(tiny_rig, setup, tmp_path, monkeypatch):
+    arr, g = setup
+    mine = tmp_path / "data"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("a year of work")
+    for out in (mine, tmp_path / "notes.csv"):
+        if out.suffix:
+            out.write_text("x")
+        with pytest.raises(FileExistsError, match="not a store written by insilico-lab"):
+            tiny_rig.record(g, arr, out=out, overwrite=True, progress=False)
+    rec = tiny_rig.record(g, arr, progress=False)
+    with pytest.raises(FileExistsError, match="not a store written by insilico-lab"):
+        recordings.save(rec, mine, overwrite=True)
+    assert (mine / "notes.txt").read_text() == "a year of work"
+    monkeypatch.chdir(mine)
+    for out in ("", ".", str(mine), str(tmp_path)):
+        with pytest.raises(ValueError, match="working directory"):
+            tiny_rig.record(g, arr, out=out, overwrite=True, progress=False)
+        with pytest.raises(ValueError, match="working directory"):
+            recordings.save(rec, out, overwrite=True)
+    assert (mine / "notes.txt").read_text() == "a year of work"
+    # a store the lab wrote is replaced
+    recordings.save(rec, tmp_path / "r.zarr")
+    recordings.save(rec, tmp_path / "r.zarr", overwrite=True)
+
+
+def test_second_writer_of_a_store_is_refused(tiny_rig, setup, tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    arr, g = setup
+    out = tmp_path / "busy.zarr"
+    first = StreamWriter(out, {"job": 1})
+    with pytest.raises(BlockingIOError, match="being written by another process"):
+        tiny_rig.record(g, arr, out=out, progress=False)
+    with pytest.raises(BlockingIOError, match=f"pid {os.getpid()} on"):
+        StreamWriter(out, {"job": 1})
+    first.close()
+    tiny_rig.record(g, arr, out=out, progress=False)  # free again: writes and completes
+    assert not out.with_name("busy.zarr.lock").exists()
+    # a lock left by a process that died (kill -9) on this host is stale and taken over
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    lock = out.with_name("busy.zarr.lock")
+    lock.write_text(json.dumps({"pid": int(dead.stdout), "host": socket.gethostname()}))
+    rec = tiny_rig.record(g, arr, out=out, progress=False)
+    assert rec.sizes["presentation"] == len(g) and not lock.exists()
+    # a live holder on another host cannot be checked: refused
+    lock.write_text(json.dumps({"pid": 1, "host": "elsewhere"}))
+    with pytest.raises(BlockingIOError, match="elsewhere"):
+        tiny_rig.record(g, arr, out=out, progress=False)
