@@ -42,6 +42,40 @@ def test_commitment_is_data(tiny):
     assert c.source.endswith("tiny.toml")
 
 
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"name": "../../x"}, "no path separators"),
+        ({"name": 5}, "name must be a non-empty string"),
+        ({"std": [0, 0, 0]}, "std must be a finite number > 0"),
+        ({"std": [1, 1]}, "std must be 3 numbers"),
+        ({"mean": [0.5, "a", 0.5]}, "mean must be a finite number"),
+        ({"visual_degrees": float("inf")}, "visual_degrees"),
+        ({"input_size": 3.5}, "input_size must be a positive integer"),
+        ({"regions": {"V1": {"layer": "v1", "max_hz": -50.0}}}, "max_hz must be a finite"),
+        ({"regions": {"V1": {"layer": "v1", "baseline_hz": 120.0}}}, "must exceed baseline_hz"),
+        ({"regions": {"V1": {"layer": "v1", "retinotopic": "yes"}}}, "retinotopic must be"),
+        ({"regions": {"V3": {"layer": "v1"}}}, "unknown region 'V3'"),
+        ({"regions": {"V1": {"layer": 3}}}, "layer must be a module name"),
+    ],
+)
+def test_bad_commitment_values_are_one_line(change, message):
+    """Bad commitment values used to give NaN rates (std = 0), negative rates (max_hz < 0) or
+    write cache files outside the cache (name = '../../x')."""
+    from insilico.brain import commitments
+
+    data = {
+        "name": "t",
+        "architecture": "tiny",
+        "weights": "x",
+        "regions": {"V1": {"layer": "v1"}},
+        **change,
+    }
+    with pytest.raises(ValueError, match=message) as err:
+        commitments.parse(data, "t.toml")
+    assert len(str(err.value).splitlines()) == 1 and "t.toml" in str(err.value)
+
+
 def test_forward_stops_at_deepest_requested_layer(tiny):
     tiny.layer_order()  # measured once per model with one full 1-image pass
     calls = []

@@ -8,6 +8,8 @@ activation becomes a firing rate in spikes/s and a position on a cortical sheet 
 
 from __future__ import annotations
 
+import math
+import re
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -101,6 +103,79 @@ def available() -> list[str]:
     )
 
 
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+
+
+def _number(value: Any, what: str, where: str, low: float = 0.0, strict: bool = True) -> float:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or (value <= low if strict else value < low):
+        bound = f"> {low:g}" if strict else f">= {low:g}"
+        raise ValueError(
+            f"commitment {where}: {what} must be a finite number {bound}, got {value!r}"
+        )
+    return float(value)
+
+
+def _check_region(spec: dict[str, Any], name: str, where: str) -> None:
+    """Types and ranges of one region's constants (mm, deg, spikes/s)."""
+    at = f"region {name}"
+    if not isinstance(spec["layer"], str) or not spec["layer"]:
+        raise ValueError(
+            f"commitment {where}: {at}: layer must be a module name, got {spec['layer']!r}"
+        )
+    if not isinstance(spec.get("retinotopic", True), bool):
+        raise ValueError(
+            f"commitment {where}: {at}: retinotopic must be true or false, "
+            f"got {spec['retinotopic']!r}"
+        )
+    for key in ("magnification_mm", "magnification_e2_deg", "sheet_size_mm", "max_hz"):
+        if key in spec:
+            _number(spec[key], f"{at}: {key}", where)
+    if "baseline_hz" in spec:
+        _number(spec["baseline_hz"], f"{at}: baseline_hz", where, strict=False)
+    if spec.get("max_hz", 100.0) <= spec.get("baseline_hz", 5.0):
+        raise ValueError(
+            f"commitment {where}: {at}: max_hz ({spec.get('max_hz')!r}) must exceed "
+            f"baseline_hz ({spec.get('baseline_hz')!r}) spikes/s"
+        )
+
+
+def _check_top(data: dict[str, Any], where: str) -> None:
+    """Types of the top-level keys; the name becomes a cache file name, so no paths."""
+    for key in ("name", "architecture", "weights"):
+        if not isinstance(data[key], str) or not data[key]:
+            raise ValueError(
+                f"commitment {where}: {key} must be a non-empty string, got {data[key]!r}"
+            )
+    if not _SAFE_NAME.match(data["name"]) or ".." in data["name"]:
+        raise ValueError(
+            f"commitment {where}: name {data['name']!r} must be letters, digits, '.', '_', '+' "
+            "or '-' (it names cache files; no path separators or '..')"
+        )
+    if not isinstance(data["regions"], dict) or not data["regions"]:
+        raise ValueError(f"commitment {where}: regions must be a table of region tables")
+    if "visual_degrees" in data:
+        _number(data["visual_degrees"], "visual_degrees (deg)", where)
+    for key in ("input_size", "num_classes"):
+        value = data.get(key, 1)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"commitment {where}: {key} must be a positive integer, got {value!r}")
+    for key in ("mean", "std"):
+        if key not in data:
+            continue
+        value = data[key]
+        if not isinstance(value, list) or len(value) != 3:
+            raise ValueError(
+                f"commitment {where}: {key} must be 3 numbers (R, G, B), got {value!r}"
+            )
+        for v in value:
+            _number(v, key, where, strict=key == "std", low=0.0 if key == "std" else -math.inf)
+    if data.get("classifier") is not None and not isinstance(data["classifier"], str):
+        raise ValueError(
+            f"commitment {where}: classifier must be a module name, got {data['classifier']!r}"
+        )
+
+
 def parse(data: dict[str, Any], where: str) -> Commitment:
     """Validate a commitment table (from TOML) and fill region defaults."""
     known = {f for f in Commitment.__dataclass_fields__ if f not in ("regions", "source")}
@@ -110,6 +185,7 @@ def parse(data: dict[str, Any], where: str) -> Commitment:
     for key in ("name", "architecture", "weights", "regions"):
         if key not in data:
             raise ValueError(f"commitment {where}: missing key {key!r}")
+    _check_top(data, where)
     defaults = _region_defaults()
     regions = {}
     region_fields = set(RegionCommitment.__dataclass_fields__) - {"name"}
@@ -120,6 +196,11 @@ def parse(data: dict[str, Any], where: str) -> Commitment:
             raise ValueError(f"commitment {where}: region {name}: unknown key(s) {sorted(bad)}")
         if "layer" not in merged:
             raise ValueError(f"commitment {where}: region {name} has no 'layer'")
+        if name not in REGIONS:
+            raise ValueError(
+                f"commitment {where}: unknown region {name!r}; expected {', '.join(REGIONS)}"
+            )
+        _check_region(merged, name, where)
         regions[name] = RegionCommitment(name=name, **merged)
     fields = {k: v for k, v in data.items() if k != "regions"}
     for key in ("mean", "std"):

@@ -23,6 +23,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -323,7 +324,9 @@ def measure_region(model: BrainModel, region: str, progress: bool = True) -> Reg
     """Measure (or load from the cache) the units of ``region``."""
     rc = model.region(region)
     shape = model.layer_shape(rc.layer)
-    path = cache_dir() / f"{model.name}-{region}-{_cache_key(model, rc)}.npz"
+    # the name is only a label here: the key hashes the model; no character can leave the folder
+    label = re.sub(r"[^A-Za-z0-9._+-]", "_", f"{model.name}-{region}").lstrip(".")
+    path = cache_dir() / f"{label}-{_cache_key(model, rc)}.npz"
     data = None
     if path.exists():
         try:
