@@ -66,6 +66,11 @@ class _SiteIndexer:
         self._array = array
 
     def __getitem__(self, key) -> SiteArray:
+        if isinstance(key, slice):  # a slice of positions, as on a list: sites[:2]
+            numbers = self._array.site_numbers[key]
+            if len(numbers) == 0:
+                raise ValueError(f"site slice {key} selects no site of {len(self._array)}")
+            key = numbers
         numbers = np.atleast_1d(np.asarray(key))
         if numbers.dtype == bool:
             if len(numbers) != len(self._array):
@@ -124,6 +129,8 @@ def implant(
         raise ValueError(f"n_sites={n_sites} exceeds the {len(table)} units of {region}")
     if not isinstance(pitch_mm, int | float) or not pitch_mm > 0:
         raise ValueError(f"pitch_mm must be a positive number of mm, got {pitch_mm!r}")
+    if not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     if at_deg is not None and at_mm is not None:
         raise ValueError("give at_deg or at_mm, not both")
     if at_mm is not None:

@@ -70,8 +70,8 @@ class Rig:
         if not isinstance(self.display, Display):
             raise TypeError(f"display must be a Display, got {type(self.display).__name__}")
         self.fixation_deg = check_position_deg(fixation_deg, "fixation_deg")
-        self.perturbations: list[Perturbation] = []
-        self._handles: list = []
+        #: live perturbations: (perturbation, hook handle, applied persistently?) in order
+        self._live: list[tuple[Perturbation, Any, bool]] = []
         n = model.input_size
         ppd = n / model.visual_degrees
         coords = (torch.arange(n, dtype=torch.float64) - (n - 1) / 2) / ppd
@@ -214,47 +214,54 @@ class Rig:
         return F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
     # perturbations ----------------------------------------------------------------------
-    def _attach(self, perturbations: Sequence[Any]) -> list:
+    @property
+    def perturbations(self) -> list[Perturbation]:
+        """The perturbations whose hooks are live now, in the order applied (provenance is
+        read from here, so it always equals the live hooks)."""
+        return [p for p, _, _ in self._live]
+
+    def _attach(self, perturbations: Sequence[Any], persistent: bool) -> list:
         for p in perturbations:
             if not isinstance(p, Perturbation):
                 raise TypeError(
                     f"expected perturbations (lab.perturb.Muscimol(...), ...), got {p!r}"
                 )
-        handles = []
+        entries = []
         try:
             for p in perturbations:
-                handles.append(p.attach(self.model, present=self.present))
-                self.perturbations.append(p)
+                entry = (p, p.attach(self.model, present=self.present), persistent)
+                entries.append(entry)
+                self._live.append(entry)
         except BaseException:
-            for h in reversed(handles):
-                h.remove()
-            del self.perturbations[len(self.perturbations) - len(handles) :]
+            self._detach(entries)
             raise
-        return handles
+        return entries
+
+    def _detach(self, entries: Sequence[tuple[Perturbation, Any, bool]]) -> None:
+        for entry in reversed(entries):
+            if any(entry is e for e in self._live):
+                entry[1].remove()
+                self._live = [e for e in self._live if e is not entry]
 
     @contextmanager
     def perturb(self, *perturbations: Perturbation) -> Iterator[Rig]:
         """Apply ``perturbations`` inside a ``with`` block; they are removed on exit, also
-        after an exception. Recordings made inside carry them in their provenance."""
-        n_before = len(self.perturbations)
-        handles = self._attach(perturbations)
+        after an exception. Recordings made inside carry them in their provenance; an
+        ``apply`` inside the block outlives it, a ``clear`` inside it leaves the block's own."""
+        entries = self._attach(perturbations, persistent=False)
         try:
             yield self
         finally:
-            for h in reversed(handles):
-                h.remove()
-            del self.perturbations[n_before:]
+            self._detach(entries)
 
     def apply(self, *perturbations: Perturbation) -> None:
         """Apply ``perturbations`` until ``clear()`` (persistent, e.g. a lesioned animal)."""
-        self._handles.extend(self._attach(perturbations))
+        self._attach(perturbations, persistent=True)
 
     def clear(self) -> None:
-        """Remove every perturbation applied with ``apply``."""
-        for h in reversed(self._handles):
-            h.remove()
-        self._handles.clear()
-        self.perturbations.clear()
+        """Remove every perturbation applied with ``apply`` (those of an enclosing
+        ``with rig.perturb(...)`` block stay until the block ends)."""
+        self._detach([e for e in self._live if e[2]])
 
     # behaviour --------------------------------------------------------------------------
     def region_rates(
@@ -535,8 +542,8 @@ class Rig:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if noise not in NOISE_MODELS:
             raise ValueError(f"noise must be one of {NOISE_MODELS}, got {noise!r}")
-        if not isinstance(seed, int | np.integer):
-            raise ValueError(f"seed must be an integer, got {seed!r}")
+        if not isinstance(seed, int | np.integer) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
         bins = np.asarray(time_bins, dtype=float)
         if bins.ndim != 2 or bins.shape[1] != 2 or not (bins[:, 1] > bins[:, 0]).all():
             raise ValueError(

@@ -1,3 +1,4 @@
+import json
 import math
 
 import numpy as np
@@ -157,6 +158,15 @@ def test_implant_bad_input(tiny_rig):
         tiny_rig.implant("LGN", 4)
     with pytest.raises(ValueError, match="sites"):
         tiny_rig.implant("V1", 4).sites[[9]]
+    with pytest.raises(ValueError, match="seed must be a non-negative integer, got -1"):
+        tiny_rig.implant("V1", 4, seed=-1)
+    with pytest.raises(ValueError, match="seed must be a non-negative integer, got -1"):
+        tiny_rig.record(stimuli.blank(size_deg=2), "V1", seed=-1, progress=False)
+    arr = tiny_rig.implant("V1", 6)
+    assert list(arr.sites[:2].site_numbers) == [0, 1]  # slices used to raise TypeError
+    assert list(arr.sites[::3].site_numbers) == [0, 3]
+    with pytest.raises(ValueError, match="selects no site"):
+        arr.sites[10:]
 
 
 def test_record_format(tiny_rig):
@@ -274,3 +284,27 @@ def test_strong_stimulus_rates_stay_below_max(tiny_rig):
         rc = tiny_rig.model.region(region)
         assert r.min() >= 0.0 and r.max() <= rc.max_hz, (region, r.min(), r.max())
         assert r.std() > 0.1  # not a constant (e.g. all saturated or all silent)
+
+
+def test_provenance_always_equals_live_hooks(tiny_rig):
+    """`with rig.perturb(a): rig.apply(b)` used to leave b's hook live with provenance [];
+    `rig.clear()` inside the block used to drop a from provenance while its hook stayed."""
+    g = stimuli.gratings(size_deg=3, orientation_deg=[0, 90])
+    ids = tiny_rig.model.region_units("V1").neuroid_ids(np.arange(0, 400, 2)).tolist()
+    base = tiny_rig.record(g, "V2", progress=False).values
+    lesion = lambda: tiny_rig.record(g, "V2", progress=False).values  # noqa: E731
+    a, b = lab.perturb.Lesion("V1"), lab.perturb.Lesion("V1", neuroids=ids)
+    with tiny_rig.perturb(a):
+        tiny_rig.apply(b)
+        assert tiny_rig.perturbations == [a, b]
+    assert tiny_rig.perturbations == [b]  # b outlives the block, and says so
+    only_b = lesion()
+    assert not np.array_equal(only_b, base)
+    rec = tiny_rig.record(g, "V2", progress=False)
+    assert len(json.loads(rec.attrs["perturbations"])) == 1
+    with tiny_rig.perturb(a):
+        tiny_rig.clear()  # removes b only; a stays until the block ends
+        assert tiny_rig.perturbations == [a]
+        assert not np.array_equal(lesion(), base)
+    assert tiny_rig.perturbations == []
+    assert np.array_equal(lesion(), base)
