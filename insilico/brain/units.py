@@ -43,7 +43,9 @@ if TYPE_CHECKING:
 METHOD_VERSION = "units-v1"
 MAX_CHANNELS_PER_CHANNEL_PROBE = 512
 PROBE_IMAGES_PER_CHANNEL = 2
-PROBE_BATCH = 64
+#: images per backward pass when probing RFs: 8 keeps the first-run peak of Lite0's IT at
+#: 2.0 GB (64 took 6.5 GB; tests/benchmarks/bench_memory.py --first-run), same speed on CPU
+PROBE_BATCH = 8
 CALIBRATION_IMAGES = 64
 FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 

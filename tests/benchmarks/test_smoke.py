@@ -26,6 +26,7 @@ def test_bench_record_quick(tmp_path):
 def test_bench_memory_quick():
     result = _load("bench_memory").main(["--quick"])
     assert result["small"]["peak_rss_mb"] > 0 and result["large"]["n"] == 500
+    assert set(result["first_run"]) == {"V1", "V2", "V4", "IT"}
 
 
 def test_bench_perturb_quick():
