@@ -105,3 +105,12 @@ def test_synthesize_command(tmp_path, capsys):
     assert len(res) == 2 and (exported / "manifest.csv").exists()
     assert main([*args.replace("3,5", "99").split(), "--out", str(tmp_path / "x.zarr")]) == 2
     assert "sites [99] are not in this array" in capsys.readouterr().err
+
+
+def test_view_without_a_display_is_one_line(tmp_path, capsys, monkeypatch):
+    """Without an X server Qt aborted with a misleading message."""
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert main(["view", str(tmp_path / "none.zarr")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no display" in err and "xvfb-run" in err and len(err.splitlines()) == 1
