@@ -6,6 +6,7 @@ import datetime as _dt
 import hashlib
 import math
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -48,6 +49,10 @@ def _package_version() -> str:
     return insilico.__version__
 
 
+class OffScreenWarning(UserWarning):
+    """Part of a stimulus or of the model's field of view lies off the physical display."""
+
+
 class Rig:
     """A brain model in front of a display, fixating ``fixation_deg`` (from screen centre).
 
@@ -81,6 +86,14 @@ class Rig:
         #: model-input pixels that fall on the screen (outside it the room is dark)
         on_screen = ((sx.abs() <= hx) & (sy.abs() <= hy)).float()[None, None]
         self._on_screen = None if bool(on_screen.all()) else on_screen
+        if self._on_screen is not None:
+            warnings.warn(
+                f"{100 * (1 - float(on_screen.mean())):.0f} % of the model's field of view falls "
+                f"off the display (±{hx:.2f} x ±{hy:.2f} deg) at fixation {self.fixation_deg} "
+                "deg: the model sees darkness there",
+                OffScreenWarning,
+                stacklevel=2,
+            )
 
     def __repr__(self) -> str:
         d = self.display
@@ -105,12 +118,27 @@ class Rig:
         return float(x) - self.fixation_deg[0], float(y) - self.fixation_deg[1]
 
     def check_visible(self, stimuli: StimulusSet) -> None:
-        """Raise if a stimulus lies entirely outside the model's field of view."""
+        """Raise if a stimulus lies entirely outside the model's field of view; warn if part
+        of one lies off the physical display (that part is not shown)."""
         half = self.model.visual_degrees / 2
         h, w = stimuli.shape_px
         width = stimuli.size_deg
         height = width * h / w
         pos = stimuli.position_deg
+        hx, hy = self.display.extent_deg
+        sx = np.abs(pos[:, 0] + self.fixation_deg[0]) + width / 2
+        sy = np.abs(pos[:, 1] + self.fixation_deg[1]) + height / 2
+        cut = (sx > hx + 1e-9) | (sy > hy + 1e-9)
+        if cut.any():
+            k = int(np.argmax(cut))
+            warnings.warn(
+                f"{int(cut.sum())} of {len(cut)} stimuli extend past the display "
+                f"(±{hx:.2f} x ±{hy:.2f} deg), e.g. {stimuli.ids[k]!r} at "
+                f"({pos[k, 0]:g}, {pos[k, 1]:g}) deg, {width[k]:g} deg wide: the part off the "
+                "screen is not shown",
+                OffScreenWarning,
+                stacklevel=3,
+            )
         off = (np.abs(pos[:, 0]) - width / 2 >= half) | (np.abs(pos[:, 1]) - height / 2 >= half)
         if off.any():
             k = int(np.argmax(off))

@@ -308,3 +308,20 @@ def test_provenance_always_equals_live_hooks(tiny_rig):
         assert not np.array_equal(lesion(), base)
     assert tiny_rig.perturbations == []
     assert np.array_equal(lesion(), base)
+
+
+def test_off_screen_parts_warn(tiny):
+    """A small monitor or a far fixation used to record darkness silently."""
+    from rigs.rig import OffScreenWarning
+
+    small = lab.Display(distance_cm=57, width_cm=6, resolution=(600, 600))  # ~±3 deg
+    with pytest.warns(OffScreenWarning, match="field of view falls off the display"):
+        lab.Rig(tiny, display=small)
+    rig = lab.Rig(tiny)  # the default display holds the 8 deg field
+    with pytest.warns(OffScreenWarning, match="1 of 2 stimuli extend past the display"):
+        rig.record(stimuli.gratings(size_deg=[2, 40]), "V1", progress=False)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OffScreenWarning)
+        rig.record(stimuli.blank(size_deg=4), "V1", progress=False)
