@@ -398,6 +398,8 @@ def _validate_images(images: Any, source: str) -> np.ndarray:
     if isinstance(images, torch.Tensor):
         images = images.detach().cpu().numpy()
     arr = np.asarray(images)
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4) and min(arr.shape[:2]) > 4:
+        arr = arr[None]  # one (H, W, 3|4) colour image, not H grey images 3 pixels wide
     if arr.ndim == 4 and arr.shape[-1] == 4:
         arr = arr[..., :3]
     if arr.ndim == 3:
@@ -412,8 +414,8 @@ def _validate_images(images: Any, source: str) -> np.ndarray:
         raise ValueError(
             f"{source}: images have dtype {arr.dtype}; expected uint8 (0-255) or float in [0, 1]"
         )
-    if np.isnan(arr).any():
-        raise ValueError(f"{source}: images contain NaN pixels")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{source}: images contain NaN or infinite pixels")
     lo, hi = float(arr.min()), float(arr.max())
     if lo < 0 or hi > 1:
         raise ValueError(f"{source}: float pixel values span [{lo:.3g}, {hi:.3g}]; expected [0, 1]")
@@ -574,6 +576,11 @@ def _natural_pool(sources: Sequence[str] | None, exclude: Sequence[str] | None) 
             continue
         if isinstance(names, str):
             raise ValueError(f"{arg} must be a list of image names, got the string {names!r}")
+        if arg == "sources" and len(names) == 0:
+            raise ValueError(
+                "sources=[] names no photograph; leave it out (None) for all of "
+                f"{', '.join(NATURAL_IMAGES)}"
+            )
         bad = [x for x in names if x not in NATURAL_IMAGES]
         if bad:
             raise ValueError(

@@ -216,3 +216,13 @@ def test_natural_halves_share_no_source_pixel():
     assert (full.meta["left"] + full.meta["crop_px"] > widths // 2).any()
     with pytest.raises(ValueError, match="half must be"):
         stimuli.natural(4, 2.0, half="top")
+
+
+def test_image_and_photo_inputs_are_not_misread():
+    """One (32, 32, 3) image used to become 32 grey images; sources=[] meant every photo."""
+    one = stimuli.from_arrays(np.random.default_rng(0).random((32, 32, 3)), size_deg=2)
+    assert len(one) == 1 and one.shape_px == (32, 32)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        stimuli.from_arrays(np.full((2, 8, 8), np.inf), size_deg=2)
+    with pytest.raises(ValueError, match=r"sources=\[\] names no photograph"):
+        stimuli.natural(2, 2.0, sources=[])
