@@ -64,7 +64,15 @@ def _factorial(**params: Any) -> pd.DataFrame:
 
 
 def _stimulus_ids(kind: str, table: pd.DataFrame) -> list[str]:
-    """Content-addressed ids: the same parameters give the same id in every set."""
+    """Content-addressed ids: the same parameters give the same id in every set.
+
+    Every numeric parameter must be finite (a NaN orientation or edge used to render NaN
+    images silently)."""
+    for name in table.columns:
+        values = table[name].to_numpy()
+        if values.dtype.kind in "fc" and not np.isfinite(values).all():
+            bad = values[~np.isfinite(values)][0]
+            raise ValueError(f"{kind}: {name} must be a finite number, got {bad!r}")
     ids = []
     for row in table.to_dict(orient="records"):
         blob = json.dumps({k: row[k] for k in sorted(row)}, default=str, sort_keys=True)

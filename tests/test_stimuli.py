@@ -226,3 +226,18 @@ def test_image_and_photo_inputs_are_not_misread():
         stimuli.from_arrays(np.full((2, 8, 8), np.inf), size_deg=2)
     with pytest.raises(ValueError, match=r"sources=\[\] names no photograph"):
         stimuli.natural(2, 2.0, sources=[])
+
+
+@pytest.mark.parametrize(
+    "make, name",
+    [
+        (lambda: stimuli.gratings(size_deg=2, orientation_deg=float("nan")), "orientation_deg"),
+        (lambda: stimuli.gratings(size_deg=2, phase_deg=[0, float("inf")]), "phase_deg"),
+        (lambda: stimuli.gratings(size_deg=2, edge_deg=float("nan")), "edge_deg"),
+        (lambda: stimuli.pink_noise(2, size_deg=2, exponent=float("nan")), "exponent"),
+    ],
+)
+def test_non_finite_parameters_are_one_line(make, name):
+    """NaN/inf parameters used to give NaN images and NaN results with no error."""
+    with pytest.raises(ValueError, match=f"{name} must be a finite number"):
+        make()
