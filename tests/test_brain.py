@@ -136,6 +136,7 @@ def test_unit_table(tiny):
 def test_unit_measurements_are_cached(tiny, monkeypatch):
     import insilico.brain.units as units
 
+    tiny.units("V1")  # measured (or loaded) once
     fresh = lab.load_model("tiny")
     monkeypatch.setattr(units, "_measure", lambda *a: pytest.fail("measured twice"))
     cached = fresh.units("V1")
@@ -333,3 +334,30 @@ def test_sheet_layout_is_locally_isotropic(tiny):
             step_y = np.hypot(*(pos.loc[(r + 1, c)].to_numpy() - p))
             ratios.append(step_x / step_y)
     assert np.median(np.abs(np.log(ratios))) < 0.1, np.median(ratios)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "drop_key", "nan"])
+def test_corrupt_unit_cache_heals(tmp_path, monkeypatch, damage):
+    """A truncated or damaged cache file used to fail forever; now it is measured again."""
+    import insilico.brain.units as units
+
+    monkeypatch.setenv("INSILICO_CACHE", str(tmp_path))
+    good = lab.load_model("tiny").units("V1")
+    (path,) = tmp_path.glob("tiny-V1-*.npz")
+    if damage == "truncate":
+        path.write_bytes(path.read_bytes()[:100])
+    else:
+        with np.load(path) as f:
+            data = {k: f[k] for k in f.files}
+        if damage == "drop_key":
+            del data["cells"]
+        else:
+            data["rf_cx_px"][0] = np.nan
+        np.savez(path, **data)
+    calls = []
+    real = units._measure
+    monkeypatch.setattr(units, "_measure", lambda *a: calls.append(1) or real(*a))
+    healed = lab.load_model("tiny").units("V1")
+    assert calls == [1] and healed.equals(good)
+    with np.load(path) as f:  # the file was replaced by a good one
+        assert units._valid_cache({k: f[k] for k in f.files}, (len(good.channel.unique()), 0, 0))

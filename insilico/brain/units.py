@@ -322,6 +322,22 @@ def _measure(model: BrainModel, region: str, progress: bool) -> dict[str, np.nda
     }
 
 
+_CACHE_KEYS = {"rf_cx_px", "rf_cy_px", "rf_sigma_px", "rate_scale", "cells", "method"}
+
+
+def _valid_cache(data: dict, shape: tuple[int, int, int]) -> bool:
+    """Whether a loaded cache file holds every measurement, one per channel, all finite."""
+    if set(data) != _CACHE_KEYS:
+        return False
+    c = shape[0]
+    per_channel = [data[k] for k in ("rf_cx_px", "rf_cy_px", "rf_sigma_px")]
+    return (
+        all(a.shape == (c,) and np.isfinite(a).all() for a in per_channel)
+        and data["cells"].shape == (c, 2)
+        and np.isfinite(data["rate_scale"]).all()
+    )
+
+
 def measure_region(model: BrainModel, region: str, progress: bool = True) -> RegionUnits:
     """Measure (or load from the cache) the units of ``region``."""
     rc = model.region(region)
@@ -334,8 +350,10 @@ def measure_region(model: BrainModel, region: str, progress: bool = True) -> Reg
         try:
             with np.load(path) as f:
                 data = {k: f[k] for k in f.files}
-        except (OSError, ValueError):
-            data = None
+            if not _valid_cache(data, shape):
+                raise ValueError("incomplete")
+        except Exception:  # zipfile, pickle and OS errors: a damaged file of ours
+            data = None  # a corrupt or truncated cache file is measured again and replaced
     if data is None:
         data = _measure(model, region, progress)
         try:
