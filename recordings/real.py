@@ -94,6 +94,12 @@ def load_responses(
     and returns a DataArray with dims (presentation, neuroid[, time_bin])."""
     if isinstance(source, xr.DataArray | xr.Dataset):
         rec = _as_array(source, "responses")
+    elif not isinstance(source, str | os.PathLike):
+        raise TypeError(
+            f"responses must be a path (.nc, .zarr, .nwb) or an xarray DataArray/Dataset, "
+            f"got {type(source).__name__}; wrap an array in xarray.DataArray with a "
+            "stimulus_id presentation coordinate"
+        )
     else:
         path = Path(source)
         if not path.exists():
@@ -101,17 +107,24 @@ def load_responses(
         suffix = path.suffix.lower()
         if suffix == ".nwb":
             rec = _from_nwb(path, window_ms)
-        elif suffix in (".nc", ".netcdf", ".h5", ".hdf5"):
-            rec = _as_array(xr.open_dataset(path).load(), str(path))
-        elif path.is_dir():
-            rec = _as_array(
-                xr.open_dataset(path, engine="zarr", consolidated=False, chunks=None).load(),
-                str(path),
-            )
+        elif suffix in (".nc", ".netcdf", ".h5", ".hdf5") or path.is_dir():
+            try:
+                ds = (
+                    xr.open_dataset(path, engine="zarr", consolidated=False, chunks=None)
+                    if path.is_dir()
+                    else xr.open_dataset(path)
+                )
+                rec = _as_array(ds.load(), str(path))
+            except (OSError, ValueError, KeyError, RuntimeError) as err:
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise ValueError(f"{str(path)!r} cannot be read as responses: {first}") from None
         else:
             raise ValueError(
                 f"{str(path)!r}: unknown format; expected .nc, .zarr (folder), .nwb or an xarray"
             )
+    if "repetition" in rec.dims and "presentation" in rec.dims:
+        # (presentation, repetition, ...) -> one presentation per (stimulus, repetition)
+        rec = _stack_repetitions(rec)
     if "presentation" not in rec.dims or "neuroid" not in rec.dims:
         raise ValueError(
             f"responses have dims {rec.dims}; expected (presentation, neuroid[, time_bin])"
@@ -128,10 +141,35 @@ def load_responses(
             neuroid_id=("neuroid", [f"site{k}" for k in range(rec.sizes["neuroid"])])
         )
     values = np.asarray(rec.values, dtype=float)
-    if np.isnan(values).any():
-        bad = np.isnan(values).reshape(values.shape[0], values.shape[1], -1).any(axis=(0, 2))
+    if not np.isfinite(values).all():
+        bad = ~np.isfinite(values).reshape(values.shape[0], values.shape[1], -1).all(axis=(0, 2))
+        names = [str(v) for v in np.asarray(rec.neuroid_id.values)[bad][:5]]
         raise ValueError(
-            f"responses contain NaN (neuroids {list(np.asarray(rec.neuroid_id.values)[bad][:5])}); "
-            "drop or impute them first"
+            f"responses contain NaN or inf (neuroids {names}); drop or impute them first"
         )
     return rec
+
+
+def _stack_repetitions(rec: xr.DataArray) -> xr.DataArray:
+    """Responses with a ``repetition`` dim -> presentations ordered stimulus-major, with a
+    ``repetition`` presentation coordinate (the lab's layout)."""
+    order = [
+        "presentation",
+        "repetition",
+        *[d for d in rec.dims if d not in ("presentation", "repetition")],
+    ]
+    rec = rec.transpose(*order)
+    reps = rec.sizes["repetition"]
+    pres_coords = {k: v.values for k, v in rec.coords.items() if v.dims == ("presentation",)}
+    other = {
+        k: v
+        for k, v in rec.coords.items()
+        if "presentation" not in v.dims and "repetition" not in v.dims
+    }
+    values = rec.values.reshape(rec.sizes["presentation"] * reps, *rec.shape[2:])
+    coords = {k: ("presentation", np.repeat(v, reps)) for k, v in pres_coords.items()}
+    coords["repetition"] = ("presentation", np.tile(np.arange(reps), rec.sizes["presentation"]))
+    coords.update({k: (v.dims, v.values) for k, v in other.items()})
+    return xr.DataArray(
+        values, dims=("presentation", *order[2:]), coords=coords, attrs=rec.attrs, name=rec.name
+    )

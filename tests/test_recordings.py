@@ -217,3 +217,33 @@ def test_second_writer_of_a_store_is_refused(tiny_rig, setup, tmp_path):
     lock.write_text(json.dumps({"pid": 1, "host": "elsewhere"}))
     with pytest.raises(BlockingIOError, match="elsewhere"):
         tiny_rig.record(g, arr, out=out, progress=False)
+
+
+def test_load_responses_stacks_a_repetition_dim_and_names_bad_input(tmp_path):
+    """A (presentation, repetition, neuroid) array used to be refused; a numpy array gave a
+    traceback; inf values passed; a corrupt .nc gave a backend traceback."""
+    rng = np.random.default_rng(0)
+    values = rng.poisson(5, size=(4, 3, 2)).astype(float)
+    arr = xr.DataArray(
+        values,
+        dims=("presentation", "repetition", "neuroid"),
+        coords={
+            "stimulus_id": ("presentation", list("abcd")),
+            "neuroid_id": ("neuroid", ["n0", "n1"]),
+        },
+    )
+    rec = recordings.load_responses(arr)
+    assert rec.dims == ("presentation", "neuroid")
+    assert list(rec.stimulus_id.values) == list("aaabbbcccddd")
+    assert list(rec.repetition.values) == [0, 1, 2] * 4
+    np.testing.assert_array_equal(rec.values[4], values[1, 1])
+    with pytest.raises(TypeError, match=r"must be a path .* or an xarray"):
+        recordings.load_responses(values)
+    bad = arr.copy()
+    bad[0, 0, 1] = np.inf
+    with pytest.raises(ValueError, match=r"NaN or inf \(neuroids \['n1'\]\)"):
+        recordings.load_responses(bad)
+    broken = tmp_path / "broken.nc"
+    broken.write_bytes(b"not a netcdf file at all")
+    with pytest.raises(ValueError, match="cannot be read as responses"):
+        recordings.load_responses(broken)
