@@ -83,6 +83,14 @@ def _stimuli(kind: str, settings: Sequence[str]):
         raise CLIError(f"--stimuli {kind}: {err}") from None
 
 
+def _site_numbers(text: str) -> list[int]:
+    """``--sites 3,17,22``: site numbers of the implanted array (same meaning everywhere)."""
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise CLIError(f"--sites must be site numbers like 3,17,22, got {text!r}") from None
+
+
 def cmd_models(args: argparse.Namespace) -> None:
     import insilico as lab
 
@@ -96,16 +104,20 @@ def cmd_record(args: argparse.Namespace) -> None:
 
     import insilico as lab
 
+    if args.sites and not args.n_sites:
+        raise CLIError("--sites picks sites of an implanted array: give --n-sites too")
     t0 = time.perf_counter()
     model = lab.load_model(args.model, weights=args.weights, device=args.device)
     rig = lab.Rig(model)
     stim = _stimuli(args.stimuli, args.set)
-    if args.sites:
+    if args.n_sites:
         at_deg = _pair(args.at_deg, "--at-deg") if args.at_deg else None
         at_mm = _pair(args.at_mm, "--at-mm") if args.at_mm else None
         if at_deg is None and at_mm is None:
             at_deg = (0.0, 0.0)
-        targets = rig.implant(args.region, args.sites, at_deg=at_deg, at_mm=at_mm, seed=args.seed)
+        targets = rig.implant(args.region, args.n_sites, at_deg=at_deg, at_mm=at_mm, seed=args.seed)
+        if args.sites:
+            targets = targets.sites[_site_numbers(args.sites)]
     else:
         model.region(args.region)
         targets = args.region
@@ -146,13 +158,7 @@ def cmd_synthesize(args: argparse.Namespace) -> None:
         at_mm = _pair(args.at_mm, "--at-mm") if args.at_mm else None
         at_deg = None if at_mm else (_pair(args.at_deg, "--at-deg") if args.at_deg else (0, 0))
         array = rig.implant(args.region, args.n_sites, at_deg=at_deg, at_mm=at_mm, seed=args.seed)
-        try:
-            sites = [int(v) for v in args.sites.split(",")]
-        except ValueError:
-            raise CLIError(
-                f"--sites must be site numbers like 3,17,22, got {args.sites!r}"
-            ) from None
-        targets = array.sites[sites]
+        targets = array.sites[_site_numbers(args.sites)]
     size = args.size_deg
     reference = lab.stimuli.natural(args.reference, size_deg=size, seed=args.seed + 1)
     res = rig.synthesize(
@@ -194,6 +200,12 @@ def cmd_run(args: argparse.Namespace) -> None:
     exp = experiments.Experiment.from_toml(experiments.resolve(args.experiment))
     if args.model:
         exp = exp.with_model(args.model)
+    if args.device is not None:
+        exp.spec.model = {**exp.spec.model, "device": args.device}
+    if args.seed is not None:
+        if args.seed < 0:
+            raise CLIError(f"--seed must be a non-negative integer, got {args.seed}")
+        exp.spec.seed = args.seed
     out = args.out or f"runs/{exp.spec.name}"
     res = exp.run(
         out,
@@ -248,7 +260,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
         out=args.out,
         model_name=args.model,
         at_deg=at,
-        n_sites=args.sites,
+        n_sites=args.n_sites,
         repeats=args.repeats,
         overwrite=args.overwrite,
         progress=not args.quiet,
@@ -299,7 +311,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--weights", default=None, help="local weights file (state dict)")
     r.add_argument("--device", default="cpu", help="cpu or cuda")
     r.add_argument("--region", required=True, help="V1, V2, V4 or IT")
-    r.add_argument("--sites", type=int, default=0, help="implant an array of this many sites")
+    r.add_argument(
+        "--n-sites",
+        type=int,
+        default=0,
+        help="implant an array of this many sites (default: record every unit of the region)",
+    )
+    r.add_argument(
+        "--sites", default=None, help="record only these site numbers of the array, e.g. 3,17,22"
+    )
     r.add_argument("--at-deg", default=None, help="array centre X,Y in degrees (use --at-deg=-1,2)")
     r.add_argument("--at-mm", default=None, help="array centre X,Y on the cortical sheet in mm")
     r.add_argument("--stimuli", required=True, choices=STIMULUS_KINDS, help="stimulus generator")
@@ -310,10 +330,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="generator parameter; VALUE may be a list 1,2,4 or a range 0:180:15",
     )
-    r.add_argument("--repeats", type=int, default=1)
-    r.add_argument("--noise", choices=("none", "poisson"), default="none")
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--batch-size", type=int, default=64)
+    r.add_argument("--repeats", type=int, default=1, help="presentations of each stimulus")
+    r.add_argument(
+        "--noise",
+        choices=("none", "poisson"),
+        default="none",
+        help="none: expected rates; poisson: spike counts per bin / bin duration",
+    )
+    r.add_argument("--seed", type=int, default=0, help="seed of the array jitter and the noise")
+    r.add_argument("--batch-size", type=int, default=64, help="stimuli per forward pass")
     r.add_argument("--out", required=True, help="zarr store to write (resumes the same job)")
     r.add_argument("--overwrite", action="store_true", help="replace an existing store")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -325,27 +350,34 @@ def build_parser() -> argparse.ArgumentParser:
         description="Example: insilico synthesize --model efficientnet_lite0 --region V4 "
         "--sites 3,17,22 --objective drive --out runs/drive.zarr",
     )
-    y.add_argument("--model", default="efficientnet_lite0")
-    y.add_argument("--weights", default=None)
-    y.add_argument("--device", default="cpu")
+    y.add_argument("--model", default="efficientnet_lite0", help="brain model (insilico models)")
+    y.add_argument("--weights", default=None, help="weights file instead of the shipped ones")
+    y.add_argument("--device", default="cpu", help="cpu or cuda")
     y.add_argument("--region", required=True, help="V1, V2, V4 or IT")
     y.add_argument("--n-sites", type=int, default=96, help="sites of the implanted array")
     y.add_argument("--at-deg", default=None, help="array centre X,Y in degrees (default 0,0)")
     y.add_argument("--at-mm", default=None, help="array centre X,Y on the sheet in mm")
     y.add_argument("--sites", default="0", help="target site numbers, e.g. 3,17,22")
     y.add_argument("--neuroids", default=None, help="target neuroid ids instead of sites")
-    y.add_argument("--objective", default="drive", choices=("drive", "silence", "one_hot"))
-    y.add_argument("--n-per-target", type=int, default=1)
-    y.add_argument("--size-deg", type=float, default=6.0)
+    y.add_argument(
+        "--objective",
+        default="drive",
+        choices=("drive", "silence", "one_hot"),
+        help="drive or silence each target, or drive it while silencing the rest of the array",
+    )
+    y.add_argument("--n-per-target", type=int, default=1, help="images per target (seeds)")
+    y.add_argument("--size-deg", type=float, default=6.0, help="image diameter in degrees")
     y.add_argument("--position-deg", default="0,0", help="image centre X,Y in degrees")
-    y.add_argument("--steps", type=int, default=256)
-    y.add_argument("--rms-contrast", type=float, default=0.25)
+    y.add_argument("--steps", type=int, default=256, help="gradient steps")
+    y.add_argument(
+        "--rms-contrast", type=float, default=0.25, help="RMS-contrast budget of the images"
+    )
     y.add_argument("--reference", type=int, default=1000, help="natural images to compare with")
-    y.add_argument("--seed", type=int, default=0)
+    y.add_argument("--seed", type=int, default=0, help="seed of the array and the images")
     y.add_argument("--out", required=True, help="zarr store for images, trajectories, responses")
     y.add_argument("--export", default=None, help="also write PNGs + manifest to this folder")
-    y.add_argument("--overwrite", action="store_true")
-    y.add_argument("--quiet", action="store_true")
+    y.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    y.add_argument("--quiet", action="store_true", help="no progress bar")
     y.set_defaults(func=cmd_synthesize)
 
     e = sub.add_parser(
@@ -354,10 +386,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run EXPERIMENT (a .toml file or a shipped name, see --list): every "
         "measure under every condition, predictions evaluated, results.zarr + report.md.",
     )
-    e.add_argument("experiment", nargs="?", default=None)
+    e.add_argument(
+        "experiment", nargs="?", default=None, help="experiment .toml file or shipped name"
+    )
     e.add_argument("--list", action="store_true", help="list the shipped experiments")
     e.add_argument("--out", default=None, help="output folder (default runs/NAME)")
     e.add_argument("--model", default=None, help="run on another model (e.g. tiny)")
+    e.add_argument("--device", default=None, help="cpu or cuda (default: the file's, else cpu)")
+    e.add_argument("--seed", type=int, default=None, help="replace the experiment's seed")
     e.add_argument("--workers", type=int, default=None, help="local Dask workers for a sweep")
     e.add_argument("--scheduler", default=None, help="address of a running Dask scheduler")
     e.add_argument(
@@ -365,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="replace the output folder (a sweep otherwise resumes its sweep.zarr)",
     )
-    e.add_argument("--quiet", action="store_true")
+    e.add_argument("--quiet", action="store_true", help="no progress bars")
     e.set_defaults(func=cmd_run)
 
     w = sub.add_parser("view", help="open a synthesis or recording store in napari (view extra)")
@@ -382,12 +418,12 @@ def build_parser() -> argparse.ArgumentParser:
         "to gratings with Poisson noise, save the recording and a plot of tuning curves.",
     )
     d.add_argument("--out", default="insilico_demo", help="output folder")
-    d.add_argument("--model", default="efficientnet_lite0")
+    d.add_argument("--model", default="efficientnet_lite0", help="brain model (insilico models)")
     d.add_argument("--at-deg", default="1.5,-1.0", help="RF location X,Y in degrees")
-    d.add_argument("--sites", type=int, default=64)
-    d.add_argument("--repeats", type=int, default=5)
-    d.add_argument("--overwrite", action="store_true")
-    d.add_argument("--quiet", action="store_true")
+    d.add_argument("--n-sites", type=int, default=64, help="sites of the V1 array")
+    d.add_argument("--repeats", type=int, default=5, help="presentations of each grating")
+    d.add_argument("--overwrite", action="store_true", help="replace the demo's outputs")
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
     d.set_defaults(func=cmd_demo)
     return p
 

@@ -13,7 +13,7 @@ def test_models(capsys):
 def test_record_and_summary(tmp_path, capsys):
     out = tmp_path / "v1.zarr"
     args = (
-        "record --model tiny --region V1 --sites 9 --at-deg=1,-1 --stimuli gratings "
+        "record --model tiny --region V1 --n-sites 9 --at-deg=1,-1 --stimuli gratings "
         "--set size_deg=3 --set position_deg=1,-1 --set orientation_deg=0:180:45 "
         "--repeats 2 --noise poisson --quiet --out"
     )
@@ -74,7 +74,7 @@ def test_overwrite_of_the_working_directory_is_refused(tmp_path, capsys, monkeyp
 
 
 def test_demo_on_tiny_model(tmp_path, capsys):
-    argv = [*"demo --model tiny --sites 16 --repeats 2 --quiet --out".split(), str(tmp_path)]
+    argv = [*"demo --model tiny --n-sites 16 --repeats 2 --quiet --out".split(), str(tmp_path)]
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "median OSI" in text
@@ -114,3 +114,41 @@ def test_view_without_a_display_is_one_line(tmp_path, capsys, monkeypatch):
     assert main(["view", str(tmp_path / "none.zarr")]) == 2
     err = capsys.readouterr().err.strip()
     assert "no display" in err and "xvfb-run" in err and len(err.splitlines()) == 1
+
+
+def test_every_option_has_help_and_sites_means_site_numbers(tmp_path, capsys):
+    """`record --sites 9` used to be a count while `synthesize --sites 3,17` was a list."""
+    from insilico.cli import build_parser
+
+    sub = build_parser()._subparsers._group_actions[0].choices
+    for name, parser in sub.items():
+        for action in parser._actions:
+            assert action.help, f"insilico {name} {action.option_strings or action.dest}"
+    for name in ("record", "synthesize", "run"):
+        options = {o for a in sub[name]._actions for o in a.option_strings}
+        assert {"--seed", "--device"} <= options, name
+    out = tmp_path / "r.zarr"
+    argv = "record --model tiny --region V1 --n-sites 9 --sites 2,5 --stimuli blank --quiet"
+    assert main([*argv.split(), "--set", "size_deg=2", "--out", str(out)]) == 0
+    import recordings
+
+    assert list(recordings.open(out).site.values) == [2, 5]
+    assert (
+        main(
+            [
+                "record",
+                "--model",
+                "tiny",
+                "--region",
+                "V1",
+                "--sites",
+                "2",
+                "--stimuli",
+                "blank",
+                "--out",
+                str(tmp_path / "x.zarr"),
+            ]
+        )
+        == 2
+    )
+    assert "give --n-sites too" in capsys.readouterr().err
