@@ -83,8 +83,31 @@ def synthesize(
     transfer: list[Rig] | None = None,
     progress: bool = True,
     callback=None,
+    equate_reference: bool = True,
+    low_contrast: str = "scale_up",
+    transfer_tolerance_deg: float = 1.0,
+    calibration: stimuli.StimulusSet | None = None,
 ) -> SynthesisResult:
-    """See :meth:`rigs.rig.Rig.synthesize`."""
+    """See :meth:`rigs.rig.Rig.synthesize`.
+
+    Comparison with natural images. ``reference`` (default: 1,000 :func:`stimuli.natural`
+    crops, seed 1) is shown at the synthesis size and place two ways: *equated*
+    (``equate_reference=True``, the default comparison: :func:`stimuli.equate` gives each
+    crop the synthesis's aperture and ``edge_deg``, mean luminance = the display background,
+    RMS contrast = ``rms_contrast`` (``low_contrast="scale_up"`` raises crops below it,
+    ``"keep"`` leaves them), the display's gamma and bit depth) and *unconstrained* (the
+    full-gamut square crops). ``targets`` gets ``best_natural``/``ratio``/``beats_natural``
+    against the equated set and ``*_unconstrained`` against the plain crops.
+
+    Transfer. A rig in ``transfer`` on the same network (weights) is scored on the same
+    neuroid ids (``attrs["transfer_modes"][name] = "by_id_same_network"``). On a different
+    network each population unit is matched (``"rf_matched"``) to a unit of the same region
+    and hemisphere whose RF centre lies within ``transfer_tolerance_deg`` (deg) of its own,
+    choosing among those candidates the one whose rates over ``calibration`` (default 200
+    natural crops, seed 2, at the synthesis size and place; never the reference) correlate
+    best with the target's; ``attrs["transfer_match"][name]`` lists per unit the matched id,
+    the correlation ``r``, the RF offset in deg and the number of candidates.
+    """
     model = rig.model
     vd = model.visual_degrees
     if not isinstance(steps, int) or steps <= 0:
@@ -135,13 +158,20 @@ def synthesize(
             lum = lum * rig._on_screen
         return rig._rates(lum.pow(1.0 / gamma), resolved, grad=grad, clamp=False)
 
-    # reference natural images at the same size and place
+    # reference natural images at the same size and place: equated to the synthesis's
+    # display budget (the default comparison) and unconstrained (full-gamut square crops)
     if reference is None:
-        reference = stimuli.natural(256, size_deg=size, seed=1)
+        reference = stimuli.natural(1000, size_deg=size, seed=1)
     if not isinstance(reference, stimuli.StimulusSet):
         raise TypeError(f"reference must be a StimulusSet, got {type(reference).__name__}")
-    ref = reference.with_size(size).with_position(pos)
+    ref_plain = reference.with_size(size).with_position(pos)
+    ref = (
+        stimuli.equate(ref_plain, rms_contrast, edge_deg, rig.display, low_contrast)
+        if equate_reference
+        else ref_plain
+    )
     ref_drive = _drive(rig, ref, resolved)
+    plain_drive = _drive(rig, ref_plain, resolved) if equate_reference else ref_drive
     z_stats = (ref_drive.mean(0), ref_drive.std(0).clamp(min=1e-3))
 
     goal_t = None
@@ -228,50 +258,67 @@ def synthesize(
         position_deg=pos,
         encoding="linear",
     )
-    columns, result.targets = evaluate(
+    columns, result.targets = _compare(
         kind,
         names,
         rows,
         w_targets,
         _drive(rig, shown, resolved),
         ref_drive,
+        plain_drive,
         z_stats,
         temperature,
+        equate_reference,
     )
     for col, values in columns.items():
         result.table[col] = values
-    transfer_modes = {}
+    transfer_modes, transfer_match = {}, {}
     for other in transfer or []:
+        if not hasattr(other, "model") or not hasattr(other, "_targets"):
+            raise ValueError(f"transfer must be a list of Rigs, got {type(other).__name__}")
         mine = (type(rig.model.network).__name__, rig.model.weights_id)
         theirs_id = (type(other.model.network).__name__, other.model.weights_id)
-        if mine != theirs_id:
-            # the same neuroid id names an unrelated unit on another network; matching by RF
-            # position is not implemented yet, so refuse rather than silently mis-resolve
-            raise ValueError(
-                f"transfer to a different network ({other.model.name!r}, weights "
-                f"{other.model.weights_id!r}) from {rig.model.name!r} (weights "
-                f"{rig.model.weights_id!r}): neuroid ids do not carry across networks; "
-                "expected a rig on the same network (another commitment)"
+        if mine == theirs_id:
+            transfer_modes[other.model.name] = "by_id_same_network"
+            other_resolved = other._targets(
+                population if isinstance(population, MappedSites) else pop_ids
             )
-        transfer_modes[other.model.name] = "by_id_same_network"
-        other_resolved = other._targets(
-            population if isinstance(population, MappedSites) else pop_ids
-        )
+        else:
+            # a neuroid id names an unrelated unit on another network: match by RF position,
+            # then by responses over a natural calibration set (never silently by id)
+            if isinstance(population, MappedSites):
+                raise ValueError(
+                    f"transfer of mapped sites to a different network ({other.model.name!r}) "
+                    "is not defined; map the recording onto that network instead"
+                )
+            matched, table = match_units(
+                rig, other, pop_ids, size, pos, transfer_tolerance_deg, calibration
+            )
+            transfer_modes[other.model.name] = "rf_matched"
+            transfer_match[other.model.name] = table
+            other_resolved = other._targets(matched)
         other_ref = _drive(other, ref, other_resolved)
-        _, theirs = evaluate(
+        other_plain = _drive(other, ref_plain, other_resolved) if equate_reference else other_ref
+        _, theirs = _compare(
             kind,
             names,
             rows,
             w_targets,
             _drive(other, shown, other_resolved),
             other_ref,
+            other_plain,
             (other_ref.mean(0), other_ref.std(0).clamp(min=1e-3)),
             temperature,
+            equate_reference,
         )
-        for col in ("synthesized", "best_natural", "ratio", "beats_natural"):
-            result.targets[f"transfer_{other.model.name}_{col}"] = theirs[col].to_numpy()
+        for col in TRANSFER_COLUMNS:
+            if col in theirs:
+                result.targets[f"transfer_{other.model.name}_{col}"] = theirs[col].to_numpy()
     result.attrs = {
         "transfer_modes": transfer_modes,
+        "transfer_match": transfer_match,
+        "reference_equated": bool(equate_reference),
+        "low_contrast": low_contrast,
         "objective": name,
         "objective_kind": kind,
         "model": model.name,
@@ -293,6 +340,7 @@ def synthesize(
             "kind": reference.kind,
             "fingerprint": reference.fingerprint(),
             "n": len(reference),
+            "equated_fingerprint": ref.fingerprint() if equate_reference else None,
         },
         "insilico_version": _version(),
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
@@ -304,6 +352,103 @@ def _version() -> str:
     import insilico
 
     return insilico.__version__
+
+
+TRANSFER_COLUMNS = (
+    "synthesized",
+    "best_natural",
+    "ratio",
+    "beats_natural",
+    "best_natural_unconstrained",
+    "ratio_unconstrained",
+    "beats_natural_unconstrained",
+)
+
+
+def _compare(kind, names, rows, w_targets, drive, ref_drive, plain_drive, z_stats, temp, both):
+    """:func:`evaluate` against the equated reference, plus the ``*_unconstrained`` columns
+    against the plain crops (the same values when the reference is not equated)."""
+    columns, targets = evaluate(kind, names, rows, w_targets, drive, ref_drive, z_stats, temp)
+    if both:
+        _, plain = evaluate(kind, names, rows, w_targets, drive, plain_drive, z_stats, temp)
+    else:
+        plain = targets
+    for col in ("best_natural", "ratio", "beats_natural"):
+        targets[f"{col}_unconstrained"] = plain[col].to_numpy()
+    if kind == "silence":
+        targets["beats_natural_drive_unconstrained"] = plain["beats_natural_drive"].to_numpy()
+    return columns, targets
+
+
+def match_units(
+    rig: Rig,
+    other: Rig,
+    neuroid_ids: list[str],
+    size_deg: float,
+    position_deg: tuple[float, float],
+    tolerance_deg: float = 1.0,
+    calibration: stimuli.StimulusSet | None = None,
+) -> tuple[list[str], list[dict]]:
+    """For each of ``rig``'s ``neuroid_ids``, the unit of ``other`` (another network) that
+    stands in for it: same region and hemisphere, RF centre within ``tolerance_deg`` (deg)
+    of the target's, and among those the best correlated (Pearson r of rates in spikes/s)
+    over ``calibration`` (default 200 natural crops, seed 2, ``size_deg`` wide at
+    ``position_deg``). Returns the matched ids and one record per target (``target``,
+    ``matched``, ``r``, ``rf_offset_deg``, ``n_candidates``)."""
+    if not isinstance(tolerance_deg, int | float) or not tolerance_deg > 0:
+        raise ValueError(f"transfer_tolerance_deg must be > 0 deg, got {tolerance_deg!r}")
+    if calibration is None:
+        calibration = stimuli.natural(200, size_deg=size_deg, seed=2)
+    if not isinstance(calibration, stimuli.StimulusSet) or len(calibration) < 3:
+        raise ValueError("calibration must be a StimulusSet of at least 3 images")
+    cal = calibration.with_size(size_deg).with_position(position_deg)
+    by_region: dict[str, list[int]] = {}
+    for k, nid in enumerate(neuroid_ids):
+        by_region.setdefault(str(nid).split(".")[0], []).append(k)
+    matched: list[str] = [""] * len(neuroid_ids)
+    records: list[dict] = [{} for _ in neuroid_ids]
+    for region, idx in by_region.items():
+        if region not in other.model.regions:
+            raise ValueError(
+                f"transfer: region {region!r} is not committed on {other.model.name!r} "
+                f"(it has {', '.join(other.model.regions)})"
+            )
+        ids = [neuroid_ids[k] for k in idx]
+        src_ru = rig.model.region_units(region)
+        dst_ru = other.model.region_units(region)
+        src = src_ru.table.iloc[src_ru.units_of(ids)]
+        dst = dst_ru.table
+        mine = _drive(rig, cal, rig._targets(ids)).clamp(min=0).double()
+        theirs = _drive(other, cal, other._targets(region)).clamp(min=0).double()
+        zm = (mine - mine.mean(0)) / mine.std(0).clamp(min=1e-9)
+        zt = (theirs - theirs.mean(0)) / theirs.std(0).clamp(min=1e-9)
+        corr = (zm.T @ zt / (len(cal) - 1)).numpy()  # (targets, other units)
+        corr[:, (theirs.std(0) == 0).numpy()] = -np.inf  # silent units cannot match
+        dx = dst["rf_x_deg"].to_numpy()[None, :] - src["rf_x_deg"].to_numpy()[:, None]
+        dy = dst["rf_y_deg"].to_numpy()[None, :] - src["rf_y_deg"].to_numpy()[:, None]
+        dist = np.hypot(dx, dy)
+        ok = dist <= tolerance_deg
+        if "hemisphere" in src and "hemisphere" in dst:
+            ok &= dst["hemisphere"].to_numpy()[None, :] == src["hemisphere"].to_numpy()[:, None]
+        for j, k in enumerate(idx):
+            cand = np.flatnonzero(ok[j])
+            if len(cand) == 0:
+                raise ValueError(
+                    f"transfer: no {region} unit of {other.model.name!r} has its RF within "
+                    f"{tolerance_deg:g} deg of {ids[j]!r}'s (nearest {dist[j].min():.2f} deg); "
+                    "raise transfer_tolerance_deg"
+                )
+            best = cand[int(np.argmax(corr[j, cand]))]
+            matched[k] = str(dst_ru.neuroid_ids(np.array([best]))[0])
+            r = float(corr[j, best])
+            records[k] = {
+                "target": str(ids[j]),
+                "matched": matched[k],
+                "r": r if np.isfinite(r) else float("nan"),
+                "rf_offset_deg": float(dist[j, best]),
+                "n_candidates": len(cand),
+            }
+    return matched, records
 
 
 def _drive(rig: Rig, stim: stimuli.StimulusSet, resolved) -> torch.Tensor:

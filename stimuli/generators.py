@@ -667,6 +667,130 @@ def natural(
     return StimulusSet(table, shape, render, "natural", NATURAL_VERSION)
 
 
+#: how a crop with less RMS contrast than the budget is treated by :func:`equate`
+LOW_CONTRAST = ("scale_up", "keep")
+
+
+def _window(shape: tuple[int, int], size_deg: float, edge_deg: float) -> torch.Tensor:
+    """(H, W) circular window of diameter ``size_deg`` (deg) with a raised-cosine edge
+    ``edge_deg`` wide: the same aperture as ``stimuli.synthesis.constraints.aperture``."""
+    h, w = shape
+    dpp = size_deg / w
+    y = ((h - 1) / 2 - torch.arange(h, dtype=torch.float32))[:, None] * dpp
+    x = (torch.arange(w, dtype=torch.float32) - (w - 1) / 2)[None, :] * dpp
+    ramp = ((size_deg / 2 - torch.sqrt(x**2 + y**2)) / max(edge_deg, 1e-6)).clamp(0.0, 1.0)
+    return 0.5 - 0.5 * torch.cos(math.pi * ramp)
+
+
+def equate(
+    base: StimulusSet,
+    rms_contrast: float = 0.25,
+    edge_deg: float = 0.25,
+    display: Any = None,
+    low_contrast: str = "scale_up",
+    gamut_margin: float = 1e-6,
+) -> StimulusSet:
+    """``base``'s images held to the display budget a synthesized image is held to.
+
+    Each image (linear luminance) is, in this order: resampled to the display's pixels
+    (``display``, a :class:`stimuli.Display`; default ``Display()``) at its size and place;
+    windowed by the synthesis aperture (circle ``size_deg`` wide, raised-cosine edge
+    ``edge_deg`` deg wide, background outside); re-centred so its mean luminance equals the
+    display background **per colour channel**; scaled so its RMS contrast
+    ``sqrt(sum(w d^2) / (3 sum(w))) / background`` (``w`` the window, ``d`` the deviation
+    from the background) equals ``rms_contrast`` (dimensionless); scaled down further where
+    that would leave the gamut [0, 1], exactly as ``DisplayConstraints`` does (such an image
+    ends below the budget); then gamma-encoded for the display, quantised to its
+    ``bit_depth`` and decoded to the luminance the monitor shows.
+
+    ``low_contrast="scale_up"`` (default) scales an image with less contrast than the budget
+    *up* to it, so every image spends the budget a synthesized image may spend;
+    ``"keep"`` leaves such images at their own contrast (only scaling down).
+    """
+    from stimuli.display import Display
+
+    if not isinstance(base, StimulusSet):
+        raise ValueError(f"equate needs a StimulusSet, got {type(base).__name__}")
+    if not isinstance(rms_contrast, int | float) or not 0 < rms_contrast <= 1:
+        raise ValueError(f"rms_contrast must be in (0, 1], got {rms_contrast!r}")
+    if not isinstance(edge_deg, int | float) or not math.isfinite(edge_deg) or edge_deg < 0:
+        raise ValueError(f"edge_deg must be a finite number of degrees >= 0, got {edge_deg!r}")
+    if low_contrast not in LOW_CONTRAST:
+        raise ValueError(f"low_contrast must be one of {LOW_CONTRAST}, got {low_contrast!r}")
+    display = Display() if display is None else display
+    if not isinstance(display, Display):
+        raise ValueError(f"display must be a stimuli.Display, got {type(display).__name__}")
+    bg = float(display.background)
+    if not 0 < bg < 1:
+        raise ValueError(f"the display background must be in (0, 1), got {bg!r}")
+    sizes = base.meta["size_deg"].unique()
+    if len(sizes) != 1:
+        raise ValueError(f"equate needs stimuli of one size, got sizes {sorted(sizes)} deg")
+    size = float(sizes[0])
+    x0 = float(base.meta["position_x_deg"].iloc[0])
+    side = max(8, round(display.size_px(size, at_deg=x0)))
+    shape = (side, side)
+    window = _window(shape, size, float(edge_deg))
+    w_sum = window.sum()
+    top = 2**display.bit_depth - 1
+    table = base.meta.copy()
+    table["_base_row"] = np.arange(len(table))
+    table["stimulus_id"] = [f"eq_{i}" for i in base.meta["stimulus_id"]]
+    table["equated_rms_contrast"] = float(rms_contrast)
+    table["equated_edge_deg"] = float(edge_deg)
+    table["equated_background"] = bg
+    table["equated_bit_depth"] = int(display.bit_depth)
+    table["equated_gamma"] = float(display.gamma)
+    table["equated_low_contrast"] = low_contrast
+
+    def render(rows: pd.DataFrame) -> Rendered:
+        lum = base.images(rows["_base_row"].to_numpy())[0]
+        if tuple(lum.shape[-2:]) != shape:
+            lum = F.interpolate(lum, size=shape, mode="bilinear", antialias=True)
+        mean = (lum * window).sum(dim=(-2, -1), keepdim=True) / w_sum
+        d = (lum - mean) * window
+        rms = torch.sqrt((window * d**2).sum(dim=(1, 2, 3)) / (3 * w_sum) + 1e-20) / bg
+        scale = rms_contrast / rms
+        if low_contrast == "keep":
+            scale = scale.clamp(max=1.0)
+        gamut = torch.stack(
+            [
+                (1 - bg) * (1 - gamut_margin) / d.amax(dim=(1, 2, 3)).clamp(min=1e-12),
+                bg * (1 - gamut_margin) / (-d).amax(dim=(1, 2, 3)).clamp(min=1e-12),
+            ]
+        ).amin(dim=0)
+        out = (bg + d * torch.minimum(scale, gamut).view(-1, 1, 1, 1)).clamp(0.0, 1.0)
+        coded = (out.pow(1.0 / display.gamma) * top).round() / top  # what the monitor gets
+        return Rendered(coded.pow(display.gamma), None, None)
+
+    fp = (
+        f"equated:{base.fingerprint()}:{rms_contrast}:{edge_deg}:{low_contrast}:"
+        f"{bg}:{display.gamma}:{display.bit_depth}:{side}"
+    )
+    return StimulusSet(table, shape, render, "natural_equated", fp)
+
+
+def natural_equated(
+    n: int = 1000,
+    size_deg: float = 6.0,
+    seed: int = 0,
+    position_deg: tuple[float, float] = (0.0, 0.0),
+    rms_contrast: float = 0.25,
+    edge_deg: float = 0.25,
+    display: Any = None,
+    low_contrast: str = "scale_up",
+    **natural_kw: Any,
+) -> StimulusSet:
+    """``n`` (default 1,000) natural crops ``size_deg`` (deg) wide held to a synthesized
+    image's display budget: :func:`natural` crops (same ``seed`` -> the same crops) passed
+    through :func:`equate` (circular aperture with an ``edge_deg`` raised-cosine edge, mean
+    luminance = the display background, RMS contrast = ``rms_contrast``, the display's gamma
+    and bit depth). ``natural_kw`` go to :func:`natural` (``sources``, ``exclude``,
+    ``half``, ``min_crop_px``)."""
+    base = natural(n, size_deg=size_deg, seed=seed, position_deg=position_deg, **natural_kw)
+    return equate(base, rms_contrast, edge_deg, display, low_contrast)
+
+
 def _same_geometry(sets: Sequence[StimulusSet], what: str) -> tuple[int, int]:
     shapes = {st.shape_px for st in sets}
     if len(shapes) != 1:

@@ -172,19 +172,95 @@ def test_bad_input(rig, v4, reference):
         rig.synthesize(v4, objective="match", steps=2, reference=reference, progress=False)
 
 
-def test_transfer_never_matches_ids_across_networks(rig, v4, reference, tmp_path):
-    """A neuroid id names an unrelated unit on another network: transfer must refuse it."""
-    state = {k: v + 0.1 * torch.randn_like(v) for k, v in rig.model.network.state_dict().items()}
-    torch.save(state, tmp_path / "tiny_other.pt")
-    other = lab.Rig(lab.load_model("tiny", weights=tmp_path / "tiny_other.pt"))
+def _permuted_v4(rig, tmp_path):
+    """tiny with V4's channels permuted (IT's input permuted to match): another network
+    whose V4 unit ``V4.j.r.c`` is the original's ``V4.perm[j].r.c``."""
+    state = {k: v.clone() for k, v in rig.model.network.state_dict().items()}
+    perm = torch.randperm(state["v4.0.weight"].shape[0], generator=torch.Generator().manual_seed(3))
+    state["v4.0.weight"], state["v4.0.bias"] = state["v4.0.weight"][perm], state["v4.0.bias"][perm]
+    state["it.0.weight"] = state["it.0.weight"][:, perm]
+    torch.save(state, tmp_path / "tiny_permuted.pt")
+    return lab.Rig(lab.load_model("tiny", weights=tmp_path / "tiny_permuted.pt")), perm
+
+
+def test_transfer_to_another_network_matches_by_rf_and_response(rig, v4, reference, tmp_path):
+    """A neuroid id names an unrelated unit on another network: transfer matches each unit by
+    RF position and calibration responses. On tiny with V4's channels permuted the match
+    must find the permuted channel (matching by id would pick the wrong one)."""
+    other, perm = _permuted_v4(rig, tmp_path)
     assert other.model.weights_id != rig.model.weights_id
-    with pytest.raises(ValueError, match="neuroid ids do not carry across networks"):
-        _run(rig, v4.sites[[3]], "drive", reference, steps=2, transfer=[other])
+    inverse = torch.argsort(perm).numpy()
+    res = _run(rig, v4.sites[[3]], "drive", reference, steps=2, transfer=[other])
+    assert res.attrs["transfer_modes"] == {"tiny": "rf_matched"}
+    match = res.attrs["transfer_match"]["tiny"]
+    assert [m["target"] for m in match] == list(res.attrs["population"])
+    for m in match:
+        region, ch, r, c = m["target"].split(".")
+        assert m["matched"] == f"{region}.{inverse[int(ch)]}.{r}.{c}", m
+        assert m["r"] > 0.99 and m["rf_offset_deg"] <= 1.0 and m["n_candidates"] > 1
+    assert int(perm[0]) != 0  # the permutation moves channels: by id would be wrong
+    for col in ("ratio", "beats_natural", "ratio_unconstrained"):
+        assert f"transfer_tiny_{col}" in res.targets
+    # the matched units answer as the targets do: transferred responses equal the source's
+    assert np.allclose(res.targets["transfer_tiny_synthesized"], res.targets["synthesized"], 1e-3)
+    with pytest.raises(ValueError, match="has its RF within 1e-06 deg of"):
+        _run(
+            rig,
+            v4.sites[[3]],
+            "drive",
+            reference,
+            steps=2,
+            transfer=[other],
+            transfer_tolerance_deg=1e-6,
+        )
     # the same network (same weights) still transfers by id, and says so
     same = lab.Rig(lab.load_model("tiny"))
     res = _run(rig, v4.sites[[3]], "drive", reference, steps=2, transfer=[same])
     assert res.attrs["transfer_modes"] == {"tiny": "by_id_same_network"}
     assert "transfer_tiny_ratio" in res.targets
+
+
+def test_equated_natural_crops_meet_the_synthesis_budget():
+    """Measured on the rendered images: aperture (background outside), mean luminance =
+    background per channel, RMS contrast = the budget (below only where the gamut binds),
+    display quantisation (10-bit codes, gamma 2.2)."""
+    display = stimuli.Display(bit_depth=10)
+    eq = stimuli.natural_equated(16, size_deg=4, seed=1, rms_contrast=0.2, display=display)
+    lum, alpha = eq.images()
+    assert alpha is None and len(eq) == 16 and eq.kind == "natural_equated"
+    h = lum.shape[-1]
+    c = DisplayConstraints((h, h), 4.0, 0.5, 0.2, edge_deg=0.25)
+    m = c.measure(lum - 0.5)
+    assert torch.allclose(m["mean_luminance"], torch.full_like(m["mean_luminance"], 0.5), atol=2e-3)
+    assert (m["outside_aperture"] < 2e-3).all()
+    gamut_bound = (m["max"] > 0.995) | (m["min"] < 0.005)
+    assert ((m["rms_contrast"] - 0.2).abs() < 2e-3)[~gamut_bound].all()
+    assert (m["rms_contrast"] < 0.2 + 2e-3).all() and (~gamut_bound).sum() >= 4
+    codes = lum.pow(1 / display.gamma) * 1023
+    assert torch.allclose(codes, codes.round(), atol=2e-3)  # on the 10-bit code grid
+    # the plain crops are not held to it: full gamut, no aperture, their own mean
+    plain = stimuli.natural(16, size_deg=4, seed=1).images()[0]
+    assert (plain.mean(dim=(1, 2, 3)) - 0.5).abs().max() > 0.05
+    keep = stimuli.natural_equated(16, size_deg=4, seed=1, rms_contrast=0.2, low_contrast="keep")
+    assert (c.measure(keep.images()[0] - 0.5)["rms_contrast"] <= m["rms_contrast"] + 2e-3).all()
+    with pytest.raises(ValueError, match="low_contrast must be one of"):
+        stimuli.natural_equated(4, size_deg=4, low_contrast="up")
+    with pytest.raises(ValueError, match="rms_contrast must be in"):
+        stimuli.natural_equated(4, size_deg=4, rms_contrast=0)
+
+
+def test_synthesis_reports_equated_and_unconstrained_comparisons(rig, live, reference):
+    """The equated comparison is the default; the unconstrained one is reported beside it.
+    The equated crops drive less (same budget, no full gamut), so the same image's ratio
+    against them is at least its ratio against the plain crops."""
+    res = _run(rig, live, "drive", reference, n_per_target=1)
+    t = res.targets
+    assert res.attrs["reference_equated"] and res.attrs["reference"]["equated_fingerprint"]
+    assert (t["best_natural"] < t["best_natural_unconstrained"]).all()
+    assert (t["ratio"] >= t["ratio_unconstrained"]).all()
+    assert (t["beats_natural"] == (t["synthesized"] > t["best_natural"])).all()
+    plain = _run(rig, live, "drive", reference, n_per_target=1, equate_reference=False)
+    assert np.allclose(plain.targets["best_natural"], t["best_natural_unconstrained"], rtol=1e-4)
 
 
 @pytest.mark.parametrize(
