@@ -177,3 +177,53 @@ class StimulusSet:
         meta = self.meta.copy()
         meta["size_deg"] = check_size_deg(size_deg)
         return StimulusSet(meta, self.shape_px, self._renderer, self.kind, self._fingerprint)
+
+    def show(
+        self,
+        n: int = 16,
+        path: str | None = None,
+        background: float = 0.5,
+        columns: int | None = None,
+        label: str | None = None,
+    ):
+        """A contact sheet of the first ``n`` stimuli (matplotlib; no napari needed).
+
+        Each image is composited on a ``background`` grey (linear luminance) through its
+        aperture, gamma-encoded (2.2) for the screen and titled by ``label`` (a table column,
+        default the stimulus id's tail) with its size in degrees. ``path`` writes a PNG;
+        returns the matplotlib Figure.
+        """
+        import matplotlib
+
+        if path is not None:
+            matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        if not isinstance(n, int) or n <= 0:
+            raise ValueError(f"n must be a positive number of stimuli, got {n!r}")
+        if label is not None and label not in self.meta.columns:
+            raise ValueError(
+                f"label {label!r} is not a column of this set; columns: "
+                f"{', '.join(self.parameters.columns)}"
+            )
+        k = min(n, len(self))
+        rgb, alpha = self.images(slice(0, k))
+        if alpha is not None:
+            rgb = rgb * alpha + background * (1 - alpha)
+        shown = rgb.clamp(0, 1) ** (1 / 2.2)
+        cols = columns or min(k, 8)
+        rows = -(-k // cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.8 * rows), squeeze=False)
+        for i, ax in enumerate(axes.ravel()):
+            ax.axis("off")
+            if i >= k:
+                continue
+            ax.imshow(shown[i].permute(1, 2, 0).numpy(), interpolation="nearest")
+            row = self.meta.iloc[i]
+            name = str(row[label]) if label else str(row["stimulus_id"]).split("_")[-1][:6]
+            ax.set_title(f"{name}\n{row['size_deg']:g} deg", fontsize=7)
+        fig.suptitle(f"{self.kind}: {k} of {len(self)} stimuli", fontsize=9)
+        fig.tight_layout()
+        if path is not None:
+            fig.savefig(path, dpi=100)
+        return fig

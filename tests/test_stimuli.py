@@ -241,3 +241,20 @@ def test_non_finite_parameters_are_one_line(make, name):
     """NaN/inf parameters used to give NaN images and NaN results with no error."""
     with pytest.raises(ValueError, match=f"{name} must be a finite number"):
         make()
+
+
+def test_contact_sheet_shows_the_stimuli(tmp_path):
+    import matplotlib.pyplot as plt
+
+    g = stimuli.gratings(size_deg=2, orientation_deg=[0, 45, 90], contrast=[0.2, 0.8])
+    fig = g.show(n=4, path=tmp_path / "sheet.png", label="orientation_deg")
+    assert (tmp_path / "sheet.png").stat().st_size > 5_000
+    shown = [ax for ax in fig.axes if ax.images]
+    assert len(shown) == 4 and shown[1].get_title().startswith("0")
+    # the images are the stimuli, gamma-encoded on the grey background: the high-contrast
+    # grating spans a wider range than the low-contrast one
+    lo, hi = (np.ptp(ax.images[0].get_array()) for ax in shown[:2])
+    assert hi > 2 * lo
+    plt.close(fig)
+    with pytest.raises(ValueError, match="label 'nope' is not a column"):
+        g.show(label="nope")
