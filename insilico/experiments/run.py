@@ -118,6 +118,39 @@ RECORD_METRICS = {
 }
 
 
+def _held_out_rigs(rig: Any, m: dict[str, Any]) -> list[Any]:
+    """The rig of a synthesize measure's ``held_out`` network (same display), if any."""
+    name = m.get("held_out")
+    if name is None:
+        return []
+    if not isinstance(name, str) or not name:
+        raise ExperimentError(f"measure {m['name']}: held_out must be a model name, got {name!r}")
+    return [lab.Rig(lab.load_model(name), display=rig.display)]
+
+
+def _synthesis_output(res: SynthesisResult, m: dict[str, Any]) -> MeasureOutput:
+    """Per-target metrics of a synthesize measure. With ``held_out`` (another network), the
+    images are scored there: ``beats_natural``/``ratio`` are the held-out network's (against
+    the equated natural crops), ``*_optimised`` the optimised model's own; ``*_unconstrained``
+    compare with the plain full-gamut crops."""
+    t = res.targets
+    mo = MeasureOutput(data=res)
+    held = m.get("held_out")
+    pre = "" if held is None else f"transfer_{held}_"
+    for col in ("beats_natural", "ratio", "beats_natural_unconstrained", "ratio_unconstrained"):
+        mo.values[col] = t[pre + col].to_numpy(dtype=float)
+        if held is not None:
+            mo.values[f"{col}_optimised"] = t[col].to_numpy(dtype=float)
+    if held is not None:
+        match = res.attrs.get("transfer_match", {}).get(held)
+        if match:
+            mo.values["transfer_match_r"] = np.array([r["r"] for r in match], dtype=float)
+            mo.values["transfer_rf_offset_deg"] = np.array(
+                [r["rf_offset_deg"] for r in match], dtype=float
+            )
+    return mo
+
+
 @dataclass
 class MeasureOutput:
     """What one measure produced under one condition: per-item values of each metric."""
@@ -327,13 +360,10 @@ class Experiment:
                         seed=seed,
                         n_per_target=int(m.get("n_per_target", 1)),
                         rms_contrast=float(m.get("rms_contrast", 0.25)),
+                        transfer=_held_out_rigs(rig, m),
                         progress=False,
                     )
-                t = res.targets
-                mo = MeasureOutput(data=res)
-                mo.values["beats_natural"] = t["beats_natural"].to_numpy(dtype=float)
-                mo.values["ratio"] = t["ratio"].to_numpy(dtype=float)
-                out[c] = mo
+                out[c] = _synthesis_output(res, m)
         elif m["kind"] == "compare":
             st = env["stimuli"][m["stimuli"]]
             (p,) = env["conditions"][m["perturbation"]] or [None]

@@ -330,6 +330,7 @@ def parse(text: str, source: str = "<experiment>") -> Spec:
             "n_per_target",
             "sites",
             "rms_contrast",
+            "held_out",
             "perturbation",
             "controls",
             "readout",
