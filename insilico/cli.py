@@ -281,8 +281,13 @@ def cmd_demo(args: argparse.Namespace) -> None:
             f"{row['osi']:>5.2f} {row['best_sf']:>10g} {row['peak_hz']:>11.1f}"
         )
     print(
-        f"responsive sites: {s['responsive']}/{s['n_sites']}; median OSI {s['median_osi']:.2f}; "
-        f"OSI > 0.3: {100 * s['frac_osi_gt_0.3']:.0f}%"
+        f"responsive sites (peak above spontaneous): {s['responsive']}/{s['n_sites']}; "
+        f"median OSI {s['median_osi']:.2f} (cross-validated); OSI > 0.3: "
+        f"{100 * s['frac_osi_gt_0.3']:.0f}%"
+    )
+    print(
+        f"null (orientations shuffled): median OSI {s['null_median_osi']:.2f}, 95th percentile "
+        f"{s['null_osi_95']:.2f}; sites above it: {100 * s['frac_above_null']:.0f}%"
     )
     print(f"recording: {s['store']}")
     print(f"plot:      {s['plot']}")
