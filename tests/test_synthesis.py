@@ -259,6 +259,7 @@ def test_synthesis_reports_equated_and_unconstrained_comparisons(rig, live, refe
     assert (t["best_natural"] < t["best_natural_unconstrained"]).all()
     assert (t["ratio"] >= t["ratio_unconstrained"]).all()
     assert (t["beats_natural"] == (t["synthesized"] > t["best_natural"])).all()
+    assert "against equated natural crops; unconstrained crops:" in res.print_summary()
     plain = _run(rig, live, "drive", reference, n_per_target=1, equate_reference=False)
     assert np.allclose(plain.targets["best_natural"], t["best_natural_unconstrained"], rtol=1e-4)
 

@@ -31,7 +31,9 @@ class SynthesisResult:
     ``objective``, ``size_deg``, position, ``response`` = the target's rate re-measured on the
     image as the display shows it, ``score`` for one_hot). ``targets``: one row per target
     with the best synthesized image, the best (or, for silence, lowest) natural image of the
-    reference set, their ratio and whether the synthesis beats natural images.
+    reference set held to the same display budget (equated; see ``stimuli.equate``), their
+    ratio and whether the synthesis beats natural images, and the same against the plain
+    full-gamut crops (``*_unconstrained``); ``transfer_NAME_*`` the same on another rig.
     ``trajectory`` (steps, B) objective values; ``snapshots`` (n, B, 3, H, W) deviations from
     the background every few steps (``snapshot_steps``).
     """
@@ -62,12 +64,19 @@ class SynthesisResult:
 
     def print_summary(self) -> str:
         t = self.targets
-        lines = [
+        head = (
             f"{self.attrs.get('objective')} on {len(t)} targets of {self.attrs.get('model')}: "
             f"beats natural for {t['beats_natural'].mean() * 100:.0f}% "
-            f"(median ratio {t['ratio'].median():.2f})",
-            t.to_string(index=False, float_format=lambda v: f"{v:.3g}"),
-        ]
+            f"(median ratio {t['ratio'].median():.2f})"
+        )
+        if self.attrs.get("reference_equated"):
+            head += " against equated natural crops"
+        if "beats_natural_unconstrained" in t:
+            head += (
+                f"; unconstrained crops: {t['beats_natural_unconstrained'].mean() * 100:.0f}% "
+                f"(median ratio {t['ratio_unconstrained'].median():.2f})"
+            )
+        lines = [head, t.to_string(index=False, float_format=lambda v: f"{v:.3g}")]
         return "\n".join(lines)
 
     # storage ----------------------------------------------------------------------------
