@@ -7,7 +7,11 @@ ambiguous 50/50 blends of a cat crop and another crop. We microstimulate the IT 
 units prefer cat crops most and measure the shift of P("cat") against the same stimulation at
 random IT sites (matched controls) with ``lab.perturb.compare``.
 
-Run: python examples/microstim_afraz.py [--model efficientnet_lite0] [--current-ua 400]
+Stimulation as in Afraz et al. 2006 (Methods): 50 µA biphasic pulses at 200 Hz for 50 ms —
+with the lab's current model (Stoney's I = K r^2) that directly activates neurons within
+~0.2 mm of the tip, a few units' worth of IT; raise ``--current-ua`` to stimulate more tissue.
+
+Run: python examples/microstim_afraz.py [--model efficientnet_lite0] [--current-ua 50]
 """
 
 import argparse
@@ -19,7 +23,8 @@ import insilico as lab
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 p.add_argument("--model", default="efficientnet_lite0")
 p.add_argument("--controls", type=int, default=50)
-p.add_argument("--current-ua", type=float, default=400.0)
+p.add_argument("--current-ua", type=float, default=50.0, help="µA (Afraz et al. 2006: 50)")
+p.add_argument("--duration-ms", type=float, default=50.0, help="train length (Afraz: 50 ms)")
 args = p.parse_args()
 
 model = lab.load_model(args.model)
@@ -44,7 +49,9 @@ test_others = test[labels[test] == "other"]
 k = min(len(test_cats), len(test_others))
 blends = lab.stimuli.blend(pool[test_cats[:k]], pool[test_others[:k]], weight=0.5)
 
-stim = lab.perturb.Microstimulation("IT", at_mm=site, current_ua=args.current_ua)
+stim = lab.perturb.Microstimulation(
+    "IT", at_mm=site, current_ua=args.current_ua, pulse_hz=200.0, duration_ms=args.duration_ms
+)
 effect = lab.perturb.compare(
     rig,
     blends,

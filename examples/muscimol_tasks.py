@@ -15,7 +15,6 @@ import argparse
 import numpy as np
 
 import insilico as lab
-from perturb.spatial import MUSCIMOL_VARIANCE_MM2
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 p.add_argument("--model", default="efficientnet_lite0")
@@ -30,9 +29,7 @@ half = len(pool) // 2
 ex, ey = model.region_units("IT").sheet_extent_mm
 at = (ex * 0.3, ey * 0.6)
 injection = lab.perturb.Muscimol("IT", at_mm=at, volume_ul=1.0)
-units = model.units("IT")
-d = np.hypot(units.tissue_x_mm - at[0], units.tissue_y_mm - at[1]).to_numpy()
-spread = np.exp(-(d**2) / (2 * MUSCIMOL_VARIANCE_MM2))
+spread = 1 - injection.factor(model).numpy()  # silenced share of each IT unit (left hemisphere)
 
 rows = []
 for obj in ("astronaut", "chelsea", "coffee", "rocket", "brick", "camera"):

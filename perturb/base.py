@@ -6,12 +6,15 @@ multiplicative ``gain`` and an additive ``drive`` (spikes/s), and a ``silencing`
 unit's final firing rate. With the region's rate commitment (``BrainModel.rates``: drive
 ``u = b + g * a`` spikes/s, rate ``R(u)`` saturating onto [0, max_hz]) the hook sets
 
-    a' = gain * a + drive / g,        rate' = silencing * R(b + g * a')
+    a' = gain * a + drive / g,        rate' = silencing * R(b + g * a' / gain_s)
 
 so ``gain`` and ``drive`` act on the layer's activations (every downstream layer sees them),
 a microstimulation ``drive`` adds to ``u`` (and so saturates at max_hz), and the silencing
 factor multiplies the final rate of the recorded units only: factor 0 -> exactly 0 spikes/s,
-factor 1 -> untouched, monotone in between. A muscimol factor ``f`` sets gain = silencing = f.
+factor 1 -> untouched, monotone in between. ``gain_s`` is the gain of silenced units
+(silencing < 1; 1 elsewhere): the recorded rate undoes it, so a muscimol factor ``f`` (gain =
+silencing = f) gives downstream layers f * a and the recorded unit f * R(u) — one divisive
+effect, not f applied twice. (A drive on a silenced unit is divided by its gain too.)
 """
 
 from __future__ import annotations
@@ -133,12 +136,17 @@ def attach_maps(model: BrainModel, region: str, maps: UnitMaps) -> Handle:
     handle = model.network.get_submodule(ru.layer).register_forward_hook(hook)
     removers = [handle.remove]
     if not bool((maps.silencing == 1).all()):
-        removers.append(model.add_rate_silencing(region, maps.silencing))
+        # the recorded rate undoes the output gain of silenced units (one effect, not two)
+        undo = torch.where(maps.silencing < 1, maps.gain, torch.ones_like(maps.gain))
+        removers.append(model.add_rate_silencing(region, maps.silencing, undo))
     return Handle(removers)
 
 
-def sheet_distance_mm(model: BrainModel, region: str, at_mm: tuple[float, float]) -> torch.Tensor:
-    """Distance (mm) of every unit of ``region`` from ``at_mm``; clear error off the sheet."""
+def sheet_distance_mm(
+    model: BrainModel, region: str, at_mm: tuple[float, float], hemisphere: str = "left"
+) -> torch.Tensor:
+    """Distance (mm) of every unit of ``region`` from ``at_mm`` on ``hemisphere``'s sheet
+    (inf for the other hemisphere's units); clear error off the sheet."""
     ru = model.region_units(region)
     ex, ey = ru.sheet_extent_mm
     x, y = at_mm
@@ -149,6 +157,7 @@ def sheet_distance_mm(model: BrainModel, region: str, at_mm: tuple[float, float]
         )
     t = ru.table
     d = np.hypot(t["tissue_x_mm"].to_numpy() - x, t["tissue_y_mm"].to_numpy() - y)
+    d[t["hemisphere"].to_numpy() != hemisphere] = np.inf
     return torch.as_tensor(d, dtype=torch.float32)
 
 

@@ -52,6 +52,10 @@ class Effect:
     p_directional: float = float("nan")
     seconds: float = 0.0
     batched: bool = False
+    #: units the perturbation affects (effect >= half its peak) and the same count for each
+    #: control (tissue matching: the controls affect as much tissue, not the same dose)
+    affected_units: int | None = None
+    control_affected_units: np.ndarray | None = field(default=None, repr=False)
 
     def __str__(self) -> str:
         c = self.control_effects
@@ -62,6 +66,14 @@ class Effect:
             f"  effect {self.effect:+.4g} {self.unit}, "
             f"95% CI [{self.ci[0]:+.4g}, {self.ci[1]:+.4g}]",
         ]
+        if self.affected_units is not None and self.control_affected_units is not None:
+            ca = self.control_affected_units
+            lines.append(
+                f"  tissue match: {self.affected_units} units affected; controls "
+                f"{np.mean(ca):.1f} on average ({int(np.min(ca))}..{int(np.max(ca))})"
+                if len(ca)
+                else f"  {self.affected_units} units affected"
+            )
         if len(c):
             lines.append(
                 f"  {len(c)} matched controls: effect {np.mean(c):+.4g} ± {np.std(c):.4g}; "
@@ -140,8 +152,9 @@ def rig_categories(rig) -> list[str]:
 
 def _condition_values(rig, images, rows, region, fn, k: int, silencing) -> torch.Tensor:
     """Readout values (conditions, stimuli) for one image batch. With a replicating hook
-    attached the network output carries ``k`` conditions; ``silencing`` (k, units) is then
-    the per-condition spontaneous-rate factor of the readout region (None: the model's)."""
+    attached the network output carries ``k`` conditions; ``silencing`` is then a pair of
+    (k, units) tensors for the readout region: the per-condition rate factor and the output
+    gain the recorded rate undoes (see perturb.base), or None (the model's own)."""
     model = rig.model
     n = len(images)
     if region is None:
@@ -155,8 +168,9 @@ def _condition_values(rig, images, rows, region, fn, k: int, silencing) -> torch
         else:
             rc = model.region(region)
             gain = (rc.max_hz - rc.baseline_hz) / ru.rate_scale
-            u = flat.reshape(k, n, -1) * gain + rc.baseline_hz
-            x = model.saturate(region, u) * silencing[:, None, :]
+            factor, undo = silencing
+            u = flat.reshape(k, n, -1) / undo[:, None, :] * gain + rc.baseline_hz
+            x = model.saturate(region, u) * factor[:, None, :]
     x = x.reshape(-1, n, x.shape[-1])
     values = fn(x, rows) if getattr(fn, "needs_rows", False) else fn(x)
     return values.expand(k, n) if values.shape[0] == 1 else values
@@ -177,7 +191,14 @@ def _replicate(model, region: str, maps: list[UnitMaps]):
         return y.reshape(-1, c, h, w)
 
     handle = model.network.get_submodule(ru.layer).register_forward_hook(hook)
-    return handle, torch.stack([m.silencing for m in maps])
+    factor = torch.stack([m.silencing for m in maps])
+    undo = torch.stack(
+        [
+            torch.where((m.silencing < 1) & (m.gain > 0), m.gain, torch.ones_like(m.gain))
+            for m in maps
+        ]
+    )
+    return handle, (factor, undo)
 
 
 def _bootstrap_ci(diff: np.ndarray, n_boot: int, rng: np.random.Generator) -> tuple[float, float]:
@@ -249,6 +270,7 @@ def compare(
                     values[c, rows] = v[0].numpy()
     diffs = values[1:] - values[0]
     effects = diffs.mean(axis=1)
+    affected, control_affected = _tissue_match(model, perturbation, conditions[1:])
     real, ctrl = float(effects[0]), effects[1:]
     return Effect(
         readout=readout,
@@ -260,9 +282,39 @@ def compare(
         effect=real,
         ci=_bootstrap_ci(diffs[0], n_boot, rng),
         control_effects=ctrl,
-        p_value=float((1 + np.sum(np.abs(ctrl) >= abs(real))) / (1 + len(ctrl))),
-        rank=float(np.mean(np.abs(ctrl) < abs(real))) if len(ctrl) else float("nan"),
-        p_directional=float((1 + np.sum(np.sign(real) * ctrl >= abs(real))) / (1 + len(ctrl))),
+        **control_statistics(real, ctrl),
         seconds=time.perf_counter() - t0,
         batched=batched,
+        affected_units=affected,
+        control_affected_units=control_affected,
     )
+
+
+def control_statistics(real: float, controls: np.ndarray) -> dict[str, float]:
+    """Permutation statistics of a real effect among its matched controls.
+
+    ``p_value`` = (1 + #|control| >= |real|) / (1 + n) (two-sided, the real effect counted
+    among the possible outcomes, so never 0); ``rank`` = fraction of controls with a smaller
+    |effect|; ``p_directional`` = (1 + #controls at least as large in the real effect's
+    direction) / (1 + n).
+    """
+    ctrl = np.asarray(controls, dtype=float)
+    n = len(ctrl)
+    return {
+        "p_value": float((1 + np.sum(np.abs(ctrl) >= abs(real))) / (1 + n)),
+        "rank": float(np.mean(np.abs(ctrl) < abs(real))) if n else float("nan"),
+        "p_directional": float((1 + np.sum(np.sign(real) * ctrl >= abs(real))) / (1 + n)),
+    }
+
+
+def _tissue_match(model, real: Perturbation, controls: list) -> tuple[int | None, Any]:
+    """Affected-unit counts of the real perturbation and its controls, at the real one's
+    threshold (half its peak effect); None for perturbations without a spatial effect."""
+    if not hasattr(real, "affected"):
+        return None, None
+    from perturb.spatial import _effect_size
+
+    e = _effect_size(real.unit_maps(model), model.region(real.region).max_hz)
+    threshold = 0.5 * float(e.max())
+    counts = np.array([c.affected(model, threshold) for c in controls], dtype=int)
+    return real.affected(model, threshold), counts

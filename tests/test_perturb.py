@@ -17,7 +17,8 @@ from perturb import (
     Optogenetic,
     compare,
 )
-from perturb.spatial import MUSCIMOL_VARIANCE_MM2
+from perturb.effects import control_statistics
+from perturb.spatial import MUSCIMOL_R1_MM, STONEY_K_UA_PER_MM2, unit_footprint_mm
 
 
 @pytest.fixture(scope="module")
@@ -48,46 +49,92 @@ def _centre(rig, region):
     return ex / 2, ey / 2
 
 
-def test_muscimol_profile(rig, grat):
+def _unit_at(rig, region, at):
+    """(x, y) of the left-hemisphere unit nearest ``at`` (inject exactly at a unit)."""
+    t = rig.units(region)
+    t = t[t.hemisphere == "left"]
+    k = int(np.argmin(np.hypot(t.tissue_x_mm - at[0], t.tissue_y_mm - at[1])))
+    return float(t.tissue_x_mm.iloc[k]), float(t.tissue_y_mm.iloc[k])
+
+
+def test_muscimol_scales_the_rate_once_and_stays_on_its_hemisphere(rig, grat):
+    """The recorded rate of a silenced unit is f * R(u) — the old model applied f twice
+    (gain on the activation and again on the rate); the other hemisphere is untouched."""
     t = rig.units("V1")
-    cx, cy = _centre(rig, "V1")
-    k = int(np.argmin(np.hypot(t.tissue_x_mm - cx, t.tissue_y_mm - cy)))
-    at = (float(t.tissue_x_mm[k]), float(t.tissue_y_mm[k]))  # inject at a unit
-    base = rig.record(grat, "V1", progress=False).mean(("presentation", "time_bin")).values
-    with rig.perturb(Muscimol("V1", at_mm=at, volume_ul=1.0)):
-        pert = rig.record(grat, "V1", progress=False).mean(("presentation", "time_bin")).values
+    at = _unit_at(rig, "V1", _centre(rig, "V1"))
+    base = rig.record(grat, "V1", progress=False).values
+    m = Muscimol("V1", at_mm=at, volume_ul=1.0)
+    with rig.perturb(m):
+        pert = rig.record(grat, "V1", progress=False).values
+    f = m.factor(rig.model).numpy()
+    np.testing.assert_allclose(pert, base * f[None, :, None], rtol=1e-4, atol=1e-4)
+    right = (t.hemisphere == "right").to_numpy()
+    assert (f[right] == 1).all() and np.array_equal(pert[:, right], base[:, right])
     d = np.hypot(t.tissue_x_mm - at[0], t.tissue_y_mm - at[1]).to_numpy()
-    live = base > 1e-3
-    change = 1 - pert[live] / base[live]
-    d = d[live]
-    sigma = np.sqrt(MUSCIMOL_VARIANCE_MM2)
-    centre = d < 0.2
-    assert centre.sum() > 0 and (change[centre] >= 0.95).all()
-    assert (np.abs(change[d >= 3 * sigma]) < 0.05).all() and (d >= 3 * sigma).sum() > 0
-    # monotone: less change further away. With saturating rates (rate = f * R(b + g f a)) a
-    # unit's change depends on its drive too, so compare the mean change per distance bin.
-    edges = np.arange(0.0, d.max() + sigma / 2, sigma / 2)
-    which = np.digitize(d, edges)
-    means = [change[which == b].mean() for b in np.unique(which)]
-    assert len(means) > 3 and (np.diff(means) <= 1e-6).all()
+    assert f[np.argmin(np.where(right, np.inf, d))] == 0  # the centre is silent
+    left = ~right
+    assert (f[left & (d >= 2 * MUSCIMOL_R1_MM)] > 0.99).all()
+    # monotone in distance
+    order = np.argsort(d[left])
+    assert (np.diff(f[left][order]) >= -1e-6).all()
 
 
-def test_microstimulation_grows_with_current(rig, grat):
-    at = _centre(rig, "IT")
+def test_muscimol_volume_sets_spread_not_depth(rig):
+    """0.5 µl used to silence no unit; now every volume silences its centre and the
+    half-suppression radius grows as volume^(1/3)."""
+    at = _unit_at(rig, "IT", _centre(rig, "IT"))
+    model = rig.model
+    silenced, radii = [], []
+    for volume in (0.1, 0.5, 1.0, 2.0):
+        m = Muscimol("IT", at_mm=at, volume_ul=volume)
+        f = m.factor(model).numpy()
+        assert f.min() == 0  # the unit at the centre is silent at any volume
+        silenced.append(int((f <= 0.5).sum()))
+        radii.append(m.radius_mm)
+    assert all(b > a for a, b in itertools.pairwise(silenced)), silenced
+    assert radii[2] == pytest.approx(MUSCIMOL_R1_MM)
+    assert radii[3] / radii[2] == pytest.approx(2 ** (1 / 3))
+    assert (Muscimol("IT", at_mm=at, volume_ul=0).factor(model) == 1).all()
+
+
+def test_microstimulation_depends_on_current_rate_and_duration(rig, grat):
+    """1 µA used to add the full max_hz at the tip; now current sets the activated volume
+    (Stoney: r = sqrt(I / K)), and effects grow with current, pulse rate and duration."""
+    model = rig.model
+    at = _unit_at(rig, "IT", _centre(rig, "IT"))
+    max_hz = model.region("IT").max_hz
+    sigma = unit_footprint_mm(model, "IT")
+
+    def activated(current):  # neurons activated, in units' worth
+        return float(Microstimulation("IT", at, current).activated_fraction(model).sum())
+
+    assert Microstimulation("IT", at, 1.0).radius_mm == pytest.approx(np.sqrt(1 / 1292))
+    # the activated area pi r^2 = pi I / K, counted in units' footprints (2 pi sigma^2)
+    expected = np.pi * 40.0 / STONEY_K_UA_PER_MM2 / (2 * np.pi * np.median(sigma) ** 2)
+    assert activated(40.0) == pytest.approx(expected, rel=0.5)
+    counts = [activated(c) for c in (0.0, 1.0, 10.0, 40.0, 160.0)]
+    assert counts[0] == 0 and all(b > a for a, b in itertools.pairwise(counts))
+    assert counts[1] < 0.2  # 1 µA activates a fifth of one unit's neurons at most
+    tip = Microstimulation("IT", at, 1.0).drive_hz(model).max()
+    assert tip < 0.5 * max_hz
+    # pulse rate and duration scale the added drive monotonically; zero of either: nothing
+    for kw in ("pulse_hz", "duration_ms"):
+        drives = [
+            float(Microstimulation("IT", at, 40.0, **{kw: v}).drive_hz(model).sum())
+            for v in (0.0, 25.0, 50.0, 100.0)
+        ]
+        assert drives[0] == 0 and all(b > a for a, b in itertools.pairwise(drives)), kw
+    # recorded: more current, more spikes, never above max_hz
     t = rig.units("IT")
-    site = int(np.argmin(np.hypot(t.tissue_x_mm - at[0], t.tissue_y_mm - at[1])))
-    ids = [rig.model.region_units("IT").neuroid_ids([site])[0]]
-    base = rig.record(grat, ids, progress=False).values.mean()
-    changes = []
-    for current in (0, 10, 40, 160):
-        with rig.perturb(Microstimulation("IT", at_mm=at, current_ua=current)):
-            changes.append(rig.record(grat, ids, progress=False).values.mean() - base)
-    assert changes[0] == 0
-    assert all(b > a for a, b in itertools.pairwise(changes))
-    # and falls with distance from the tip
-    m = Microstimulation("IT", at_mm=at, current_ua=40).drive_hz(rig.model).numpy()
     d = np.hypot(t.tissue_x_mm - at[0], t.tissue_y_mm - at[1]).to_numpy()
-    assert m[np.argmin(d)] > m[d > 2].max()
+    site = int(np.argmin(np.where(t.hemisphere == "left", d, np.inf)))
+    ids = [model.region_units("IT").neuroid_ids([site])[0]]
+    rates = []
+    for current in (0.0, 10.0, 40.0, 400.0):
+        with rig.perturb(Microstimulation("IT", at_mm=at, current_ua=current)):
+            rates.append(rig.record(grat, ids, progress=False).values)
+    means = [r.mean() for r in rates]
+    assert all(b > a for a, b in itertools.pairwise(means)) and rates[-1].max() <= max_hz
 
 
 def test_optogenetic_suppress_and_activate(rig, grat):
@@ -98,6 +145,55 @@ def test_optogenetic_suppress_and_activate(rig, grat):
     with rig.perturb(Optogenetic("IT", at_mm=at, power_mw=1.0, mode="activate")):
         up = rig.record(grat, "IT", progress=False).values
     assert down.sum() < base.sum() < up.sum()
+    # light power sets how far suppression reaches (irradiance of the light cone)
+    at = _unit_at(rig, "IT", at)
+    halved = [
+        int((Optogenetic("IT", at, power_mw=p).unit_maps(rig.model).silencing <= 0.5).sum())
+        for p in (0.1, 1.0, 10.0, 100.0)
+    ]
+    assert halved[0] >= 1 and all(b > a for a, b in itertools.pairwise(halved)), halved
+
+
+def test_matched_controls_affect_as_much_tissue_drawn_by_area(rig):
+    """Controls used to repeat the dose at a unit-uniform site; now they affect the same
+    number of units (within 5 %) at sites drawn uniformly over the sheet's area, also when
+    the real injection sits at the sheet's edge."""
+    from perturb.spatial import MATCH_TOLERANCE, _random_site
+
+    model = rig.model
+    ex, ey = model.region_units("V1").sheet_extent_mm
+    for at in (_unit_at(rig, "V1", (ex / 2, ey / 2)), _unit_at(rig, "V1", (0.0, 0.0))):
+        real = Muscimol("V1", at_mm=at, volume_ul=0.05)
+        target = real.affected(model)
+        rng = np.random.default_rng(0)
+        for _ in range(4):
+            c = real.random_control(model, rng)
+            n = c.affected(model, 0.5)
+            assert abs(n - target) <= max(1, MATCH_TOLERANCE * target), (n, target)
+    # area-uniform: sites land on a unit in proportion to the area it covers
+    sigma = unit_footprint_mm(model, "V1")
+    t = rig.units("V1")
+    xy = t[["tissue_x_mm", "tissue_y_mm"]].to_numpy()
+    rng = np.random.default_rng(1)
+    hit = []
+    for _ in range(300):
+        (x, y), hemi = _random_site(model, "V1", rng)
+        mine = np.flatnonzero(t.hemisphere.to_numpy() == hemi)
+        hit.append(mine[np.argmin(np.hypot(xy[mine, 0] - x, xy[mine, 1] - y))])
+    area = sigma**2
+    assert area[hit].mean() > 1.3 * area.mean()  # big-footprint units are hit more often
+
+
+def test_control_statistics_match_hand_computed_values():
+    # real effect -0.3 among controls: |c| >= 0.3 for 2 of 5 -> p = (1 + 2) / 6
+    c = np.array([0.1, -0.35, 0.3, -0.05, 0.2])
+    s = control_statistics(-0.3, c)
+    assert s["p_value"] == pytest.approx(3 / 6)
+    assert s["rank"] == pytest.approx(3 / 5)  # 0.1, 0.05, 0.2 smaller in magnitude
+    # directional (negative): controls <= -0.3: only -0.35 -> (1 + 1) / 6
+    assert s["p_directional"] == pytest.approx(2 / 6)
+    # no control as large: the smallest p a permutation test with 5 controls can give
+    assert control_statistics(1.0, c)["p_value"] == pytest.approx(1 / 6)
 
 
 def test_lesion_of_readout_region_gives_chance_and_random_one_percent_little(rig, task):
@@ -241,6 +337,8 @@ def test_bad_input(rig, grat):
     with pytest.raises(ValueError, match="off the IT sheet"):
         with rig.perturb(Muscimol("IT", at_mm=(500, 1))):
             pass
+    with pytest.raises(ValueError, match="hemisphere must be 'left' or 'right', got 'both'"):
+        Muscimol("IT", at_mm=(1, 1), hemisphere="both")
     with pytest.raises(ValueError, match="current_ua must be a number >= 0"):
         Microstimulation("IT", at_mm=(1, 1), current_ua=-5)
     with pytest.raises(ValueError, match="volume_ul must be a number >= 0"):

@@ -80,6 +80,7 @@ class BrainModel:
         self._shapes: dict[str, tuple[int, int, int]] = {}
         self._silencers: dict[str, list] = {}
         self._silencing: dict[str, torch.Tensor] = {}
+        self._output_gain: dict[str, torch.Tensor] = {}
         self.to(device)
 
     # description ------------------------------------------------------------------------
@@ -272,11 +273,18 @@ class BrainModel:
         """
         rc = self.region(region)
         scale = self.region_units(region).rate_scale
+        silencing = self._silencing.get(region)
+        if clamp and silencing is not None:
+            # a silencing perturbation scales the layer's output by its gain (what downstream
+            # layers see); the recorded neuron's own rate is scaled once, by the silencing
+            # factor: rate = s * R(u), not s * R(b + g * gain * a)
+            idx = None if units is None else torch.tensor(np.asarray(units))
+            gain = self._output_gain[region] if idx is None else self._output_gain[region][idx]
+            activation = activation / gain.to(activation.device)
         drive = activation * ((rc.max_hz - rc.baseline_hz) / scale) + rc.baseline_hz
         if not clamp:
             return drive
         rate = saturate(drive, rc.max_hz)
-        silencing = self._silencing.get(region)
         if silencing is not None:
             s = silencing if units is None else silencing[torch.tensor(np.asarray(units))]
             rate = rate * s.to(rate.device)
@@ -286,13 +294,21 @@ class BrainModel:
         """Rate (spikes/s) of ``region``'s units for drive ``u`` (spikes/s); no silencing."""
         return saturate(drive, self.region(region).max_hz)
 
-    def add_rate_silencing(self, region: str, factor: torch.Tensor):
+    def add_rate_silencing(
+        self, region: str, factor: torch.Tensor, output_gain: torch.Tensor | None = None
+    ):
         """Multiply the firing rate (spikes/s) of ``region``'s units by ``factor`` (flat unit
         order, each in [0, 1] for silencing) until the returned remover is called (used by
-        perturbations): factor 0 -> exactly 0 spikes/s, factor 1 -> untouched."""
+        perturbations): factor 0 -> exactly 0 spikes/s, factor 1 -> untouched.
+
+        ``output_gain`` is the gain the same perturbation applies to the layer's output (what
+        downstream layers see); the recorded rate undoes it before the rate function, so a
+        unit silenced by a factor f fires f * R(u) (where the gain is 0 the factor is 0)."""
         entries = self._silencers.setdefault(region, [])
         token = object()
-        entries.append((token, factor.float().cpu()))
+        gain = torch.ones_like(factor) if output_gain is None else output_gain
+        safe = torch.where(gain > 0, gain, torch.ones_like(gain)).float().cpu()
+        entries.append((token, factor.float().cpu(), safe))
         self._update_silencing(region)
 
         def remove() -> None:
@@ -305,11 +321,15 @@ class BrainModel:
         entries = self._silencers.get(region, [])
         if not entries:
             self._silencing.pop(region, None)
+            self._output_gain.pop(region, None)
             return
         total = entries[0][1].clone()
-        for _, f in entries[1:]:
+        gain = entries[0][2].clone()
+        for _, f, g in entries[1:]:
             total *= f
+            gain *= g
         self._silencing[region] = total
+        self._output_gain[region] = gain
 
     def gather(
         self, activation: torch.Tensor, units: np.ndarray | Sequence[int] | None
