@@ -185,11 +185,72 @@ def _root_attrs(path: Path) -> dict[str, Any]:
         ) from None
 
 
-def open_recording(path: str | os.PathLike) -> xr.DataArray:
+#: stores up to this size are decoded chunk by chunk on open (``verify="auto"``)
+VERIFY_AUTO_BYTES = 256 * 2**20
+
+
+def _chunk_problems(path: Path, group: zarr.Group, done: int | None, decode: bool) -> list[str]:
+    """Chunks of the committed presentations that are missing on disk (they would read back
+    as NaN) or, with ``decode``, fail to decode; named ``array/c/i/j/...``."""
+    import itertools
+    import math
+
+    problems = []
+    for name, array in group.arrays():
+        # zarr leaves chunks equal to the fill value unwritten: an absent chunk is damage only
+        # where the fill could never be data — responses (fill NaN) and ids (fill "")
+        can_be_absent = name not in (VARIABLE, "stimulus_id", "neuroid_id")
+        shape = list(array.shape)
+        dims = getattr(array.metadata, "dimension_names", None) or ()
+        if dims and dims[0] == "presentation" and done is not None:
+            shape[0] = min(shape[0], int(done))
+        grid = [range(math.ceil(n / c)) for n, c in zip(shape, array.chunks, strict=True)]
+        if not grid:  # a scalar array: one chunk, "c"
+            keys = [()]
+        else:
+            keys = list(itertools.product(*grid))
+        for key in keys:
+            rel = "/".join(["c", *(str(i) for i in key)])
+            if not (path / name / rel).is_file():
+                if not can_be_absent:
+                    problems.append(f"{name}/{rel} is missing")
+            elif decode:
+                sl = tuple(
+                    slice(i * c, min((i + 1) * c, n))
+                    for i, c, n in zip(key, array.chunks, shape, strict=True)
+                )
+                try:
+                    array[sl]
+                except Exception as err:  # the codec's own error types vary
+                    problems.append(f"{name}/{rel} cannot be decoded ({type(err).__name__})")
+    return problems
+
+
+def verify(path: str | os.PathLike) -> None:
+    """Decode every chunk of a stored recording; raise a ValueError naming the missing or
+    corrupt ones (a deleted chunk would otherwise read back as NaN)."""
+    path = Path(path)
+    attrs = _root_attrs(path)
+    group = zarr.open_group(str(path), mode="r")
+    problems = _chunk_problems(path, group, attrs.get(DONE_ATTR), decode=True)
+    if problems:
+        raise ValueError(
+            f"{str(path)!r} is damaged: {problems[0]}"
+            + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+        )
+
+
+def _size_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def open_recording(path: str | os.PathLike, verify: bool | str = "auto") -> xr.DataArray:
     """Open a stored recording lazily (values load on access).
 
     A streamed store that is still being written (or was interrupted) opens with the
-    presentations committed so far.
+    presentations committed so far. A chunk of the committed data that is missing on disk is
+    always an error naming it (it would read back as NaN); ``verify=True`` also decodes every
+    chunk (``"auto"``: when the store is under 256 MB), naming any corrupt one.
     """
     path = Path(path)
     if not path.exists():
@@ -200,6 +261,16 @@ def open_recording(path: str | os.PathLike) -> xr.DataArray:
     if VARIABLE not in group:
         raise ValueError(
             f"{str(path)!r} holds no {VARIABLE!r} variable; it is not an insilico-lab recording"
+        )
+    if verify not in (True, False, "auto"):
+        raise ValueError(f"verify must be True, False or 'auto', got {verify!r}")
+    decode = verify is True or (verify == "auto" and _size_bytes(path) <= VERIFY_AUTO_BYTES)
+    problems = _chunk_problems(path, group, done, decode)
+    if problems:
+        raise ValueError(
+            f"{str(path)!r} is damaged: {problems[0]}"
+            + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+            + "; rerun the job that wrote it with overwrite=True"
         )
     lengths = {a.basename: a.shape[0] for a in _presentation_arrays(group)}
     if done is not None:

@@ -247,3 +247,25 @@ def test_load_responses_stacks_a_repetition_dim_and_names_bad_input(tmp_path):
     broken.write_bytes(b"not a netcdf file at all")
     with pytest.raises(ValueError, match="cannot be read as responses"):
         recordings.load_responses(broken)
+
+
+def test_missing_or_corrupt_chunks_are_named(tiny_rig, setup, tmp_path):
+    """A deleted chunk used to read back as NaN; a corrupt one gave a codec traceback."""
+    arr, g = setup
+    rec = tiny_rig.record(g, arr, repeats=2, noise="poisson", seed=1, progress=False)
+    path = recordings.save(rec, tmp_path / "r.zarr")
+    chunk = next((path / "response" / "c").rglob("*"))
+    while chunk.is_dir():
+        chunk = next(chunk.iterdir())
+    data = chunk.read_bytes()
+    chunk.unlink()
+    with pytest.raises(ValueError, match=r"damaged: response/c/0/0/0 is missing"):
+        recordings.open(path)
+    chunk.write_bytes(b"garbage" + data[7:])
+    with pytest.raises(ValueError, match=r"response/c/0/0/0 cannot be decoded"):
+        recordings.open(path)
+    recordings.open(path, verify=False)  # lazy open of a big store skips decoding
+    with pytest.raises(ValueError, match="cannot be decoded"):
+        recordings.store.verify(path)
+    chunk.write_bytes(data)
+    xr.testing.assert_identical(recordings.open(path).load(), rec)
