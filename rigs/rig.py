@@ -49,6 +49,31 @@ def _package_version() -> str:
     return insilico.__version__
 
 
+def _as_stimulus_set(stimuli: Any) -> StimulusSet:
+    """A StimulusSet, or a synthesis result's images as one (same ids, size, position)."""
+    if isinstance(stimuli, StimulusSet):
+        return stimuli
+    from stimuli.synthesis.result import SynthesisResult
+
+    if isinstance(stimuli, SynthesisResult):
+        from stimuli import from_arrays
+
+        t = stimuli.table
+        images = stimuli.images.detach().float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+        keep = [c for c in ("target", "replicate", "objective") if c in t.columns]
+        return from_arrays(
+            images,
+            size_deg=float(t["size_deg"].iloc[0]),
+            position_deg=(float(t["position_x_deg"].iloc[0]), float(t["position_y_deg"].iloc[0])),
+            ids=t["stimulus_id"].astype(str).tolist(),
+            encoding="linear",
+            metadata=t[keep].reset_index(drop=True),
+        )
+    raise TypeError(
+        f"stimuli must be a StimulusSet or a SynthesisResult, got {type(stimuli).__name__}"
+    )
+
+
 class OffScreenWarning(UserWarning):
     """Part of a stimulus or of the model's field of view lies off the physical display."""
 
@@ -562,8 +587,7 @@ class Rig:
         zarr store as they finish; rerunning the same call resumes an interrupted store.
         Returns an ``xarray.DataArray`` with dims (presentation, neuroid, time_bin).
         """
-        if not isinstance(stimuli, StimulusSet):
-            raise TypeError(f"stimuli must be a StimulusSet, got {type(stimuli).__name__}")
+        stimuli = _as_stimulus_set(stimuli)
         if not isinstance(repeats, int | np.integer) or repeats < 1:
             raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
         if not isinstance(batch_size, int | np.integer) or batch_size < 1:

@@ -325,3 +325,14 @@ def test_off_screen_parts_warn(tiny):
     with warnings.catch_warnings():
         warnings.simplefilter("error", OffScreenWarning)
         rig.record(stimuli.blank(size_deg=4), "V1", progress=False)
+
+
+def test_record_accepts_a_synthesis_result(tiny_rig):
+    """Showing synthesized images to the rig used to need a manual conversion."""
+    arr = tiny_rig.implant("V4", n_sites=4, at_deg=(0, 0), seed=0)
+    res = tiny_rig.synthesize(arr.sites[[0, 1]], steps=3, size_deg=6, progress=False)
+    rec = tiny_rig.record(res, arr, progress=False)
+    assert list(rec.stimulus_id.values) == [str(v) for v in res.table.stimulus_id]
+    assert list(rec.target.values) == list(res.table.target)
+    with pytest.raises(TypeError, match="StimulusSet or a SynthesisResult"):
+        tiny_rig.record([1, 2], arr, progress=False)
