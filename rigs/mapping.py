@@ -5,9 +5,10 @@ activations to the stimuli as the rig presents them). Fitting: ridge regression 
 form (regularisation per site by leave-one-out error inside each training fold) or PLS;
 predictivity = Pearson r between the out-of-fold predictions and the mean response over
 repetitions; noise ceiling = the correlation a perfect model could reach with those means,
-``sqrt`` of the Spearman-Brown-corrected split-half reliability. ``layer="best"`` fits each
-candidate layer in turn, holding one layer's features at a time (memory does not grow with
-the number of layers).
+``sqrt`` of the Spearman-Brown-corrected split-half reliability (unequal halves for odd
+repeat counts). ``layer="best"`` uses nested cross-validation: the layer is chosen on inner
+folds of each outer training set and predictivity is measured on the outer folds, so picking
+the best of several layers cannot inflate it; one layer's features are held at a time.
 """
 
 from __future__ import annotations
@@ -197,13 +198,37 @@ def _mean_and_repeats(responses: xr.DataArray, ids: np.ndarray) -> tuple[np.ndar
     return np.nanmean(reps, axis=1), reps
 
 
+def _spearman_brown(rho: np.ndarray, factor: float) -> np.ndarray:
+    """Reliability of a mean of ``factor`` times as many repetitions."""
+    return factor * rho / (1 + (factor - 1) * rho)
+
+
+def _single_rep_reliability(r: np.ndarray, h1: float, h2: float) -> np.ndarray:
+    """Per-repetition reliability rho1 whose half means of h1 and h2 repetitions correlate r:
+    r^2 = SB(rho1, h1) * SB(rho1, h2), solved by bisection (r <= 0 -> 0)."""
+    r = np.asarray(r, dtype=float)
+    lo, hi = np.zeros_like(r), np.ones_like(r)
+    target = np.clip(r, 0, 1) ** 2
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        value = _spearman_brown(mid, h1) * _spearman_brown(mid, h2)
+        below = value < target
+        lo = np.where(below, mid, lo)
+        hi = np.where(below, hi, mid)
+    out = (lo + hi) / 2
+    return np.where(np.isfinite(r), out, np.nan)
+
+
 def split_half_ceiling(reps: np.ndarray, n_splits: int = 20, seed: int = 0) -> np.ndarray:
     """Noise ceiling per site from repetitions (stimuli, reps, sites), NaN-padded.
 
-    Repetitions are split in random halves; the Pearson r between the half means over
-    stimuli is Spearman-Brown corrected (2r / (1 + r)) to the reliability of the full mean,
-    averaged over splits; the ceiling is its square root (the r a perfect model could reach
-    with the mean responses).
+    Every stimulus's repetitions are split at random into halves of floor(n/2) and
+    ceil(n/2) (all of them used, also for odd n); the Pearson r between the half means over
+    stimuli gives the single-repetition reliability rho1 (solving r^2 = SB(rho1, h1) *
+    SB(rho1, h2), Spearman-Brown for the actual half sizes), which is stepped up to the
+    reliability of the full mean of n repetitions, averaged over splits; the ceiling is its
+    square root (the r a perfect model could reach with the mean responses). For even n this
+    is the familiar 2r / (1 + r).
     """
     n_reps = np.sum(~np.isnan(reps[:, :, 0]), axis=1)
     if n_reps.min() < 2:
@@ -213,18 +238,20 @@ def split_half_ceiling(reps: np.ndarray, n_splits: int = 20, seed: int = 0) -> n
         )
     rng = np.random.default_rng(seed)
     valid = ~np.isnan(reps[:, :, 0])
-    half = (n_reps // 2)[:, None]
+    h1 = (n_reps // 2)[:, None]
+    h2 = (n_reps - n_reps // 2)[:, None]
     filled = np.nan_to_num(reps)
     rel = []
     for _ in range(n_splits):
         keys = np.where(valid, rng.random(valid.shape), np.inf)
         rank = np.argsort(np.argsort(keys, axis=1), axis=1)  # random order of each row's reps
-        in_a = (rank < half)[:, :, None]
-        in_b = ((rank >= half) & (rank < 2 * half))[:, :, None]
-        a = (filled * in_a).sum(1) / half
-        b = (filled * in_b).sum(1) / half
+        in_a = (rank < h1)[:, :, None]
+        in_b = ((rank >= h1) & (rank < h1 + h2))[:, :, None]
+        a = (filled * in_a).sum(1) / h1
+        b = (filled * in_b).sum(1) / h2
         r = _pearson(a, b)
-        rel.append(2 * r / (1 + r))
+        rho1 = _single_rep_reliability(r, float(h1.mean()), float(h2.mean()))
+        rel.append(_spearman_brown(rho1, float(n_reps.mean())))
     reliability = np.nanmean(rel, axis=0)
     return np.sqrt(np.clip(reliability, 0, None))
 
@@ -338,6 +365,43 @@ def cross_validated(
     return pred
 
 
+def _best_layer_nested(
+    rig, stim, layers, y, mean, method, cv, seed, alphas, n_components, batch_size, progress
+):
+    """``layer="best"`` without selection bias: in each outer fold the layer is chosen by
+    inner cross-validation on the outer training stimuli only, and the outer test stimuli are
+    predicted by that layer; predictivity is measured on those outer predictions. One layer's
+    features are in memory at a time. The layer mapped in the end (refitted on all stimuli)
+    is the one with the best mean inner-CV score, ``layer_scores``."""
+    n = len(y)
+    if not isinstance(cv, int) or not 2 <= cv <= n:
+        raise ValueError(f"cv must be an integer in [2, {n}], got {cv!r}")
+    outer = np.random.default_rng(seed).permutation(n) % cv
+    inner_score = np.zeros((len(layers), cv))
+    outer_pred = np.empty((len(layers), n, y.shape[1]))
+    final = None
+    for i, name in enumerate(layers):
+        x = layer_features(rig, stim, name, batch_size, progress)
+        for f in range(cv):
+            test = torch.as_tensor(outer == f)
+            xt, yt = x[~test], y[~test]
+            inner = cross_validated(method, xt, yt, cv, seed + 1, alphas, n_components)
+            inner_score[i, f] = float(np.nanmedian(_pearson(inner, yt.numpy())))
+            w, b, _ = _fit(method, xt, yt, alphas, n_components)
+            outer_pred[i, test.numpy()] = (x[test] @ w + b).numpy()
+        if final is None or inner_score[i].mean() > inner_score[final[0]].mean():
+            final = (i, *_fit(method, x, y, alphas, n_components))
+        del x
+    chosen = inner_score.argmax(axis=0)  # per outer fold
+    pred = np.empty(tuple(y.shape))
+    for f in range(cv):
+        pred[outer == f] = outer_pred[chosen[f], outer == f]
+    r = _pearson(pred, mean)
+    i, w, b, reg = final
+    scores = {name: float(np.mean(inner_score[k])) for k, name in enumerate(layers)}
+    return layers[i], r, w, b, reg, scores
+
+
 def map_neurons(
     rig: Rig,
     responses: xr.DataArray,
@@ -380,20 +444,17 @@ def map_neurons(
     y = torch.as_tensor(mean, dtype=torch.float32)
     if layer == "best":
         layers = candidate_layers or [model.region(r).layer for r in model.regions]
+        name, r, w, b, reg, scores = _best_layer_nested(
+            rig, stim, layers, y, mean, method, cv, seed, alphas, n_components, batch_size, progress
+        )
     else:
-        layers = [layer or rc.layer]
-    scores = {}
-    best = None
-    for name in layers:  # one layer's features in memory at a time
+        name = layer or rc.layer
         x = layer_features(rig, stim, name, batch_size, progress)
         pred = cross_validated(method, x, y, cv, seed, alphas, n_components)
         r = _pearson(pred, mean)
-        scores[name] = float(np.nanmedian(r))
-        if best is None or scores[name] > scores[best[0]]:
-            w, b, reg = _fit(method, x, y, alphas, n_components)
-            best = (name, r, w, b, reg)
+        scores = {name: float(np.nanmedian(r))}
+        w, b, reg = _fit(method, x, y, alphas, n_components)
         del x
-    name, r, w, b, reg = best
     names = _strings(responses.neuroid_id.values)
     return MappedSites(
         model_name=model.name,

@@ -202,3 +202,34 @@ def test_nwb_input(tmp_path):
     assert np.array_equal(rec.values, [[10, 20], [20, 0], [10, 0], [0, 0], [0, 10], [0, 10]])
     assert list(rec.repetition.values) == [0, 0, 0, 1, 1, 1]
     assert float(rec.size_deg.values[0]) == 4.0
+
+
+@pytest.mark.parametrize("reps", [3, 5])
+def test_noise_ceiling_with_odd_repeat_counts(reps):
+    """With 3 repeats the old split used 1 + 1 of them and corrected to 2: it understated the
+    reliability of the 3-repeat mean. Now both halves (1 + 2) are used, corrected for their
+    actual sizes, and the ceiling matches the known one."""
+    rng = np.random.default_rng(reps)
+    n, sites = 4000, 4
+    signal_sd = np.array([1.0, 1.0, 0.5, 2.0])
+    noise_sd = np.array([1.0, 2.0, 1.0, 1.0])
+    data = rng.standard_normal((n, 1, sites)) * signal_sd
+    data = data + rng.standard_normal((n, reps, sites)) * noise_sd
+    expected = np.sqrt(signal_sd**2 / (signal_sd**2 + noise_sd**2 / reps))
+    np.testing.assert_allclose(split_half_ceiling(data), expected, atol=0.02)
+
+
+def test_layer_best_is_not_inflated_on_noise(rig, truth):
+    """Choosing the best of four layers on the same folds used to report the maximum of four
+    noisy scores; nested CV reports an unbiased (≈ 0) predictivity on pure noise."""
+    stim, da, _ = truth
+    sub = da.isel(presentation=slice(0, 600))
+    noise = sub.copy(data=np.random.default_rng(0).standard_normal(sub.shape))
+    best = rig.map_neurons(noise, "IT", layer="best", stimuli_set=stim, progress=False)
+    fixed = [
+        rig.map_neurons(noise, "IT", layer=name, stimuli_set=stim, progress=False).predictivity
+        for name in ("v1", "v2", "v4", "it")
+    ]
+    assert abs(np.median(best.predictivity)) < 0.05
+    # the old code reported the chosen layer's own CV scores, i.e. one of these exactly
+    assert not any(np.allclose(best.predictivity, f) for f in fixed)
