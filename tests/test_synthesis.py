@@ -292,3 +292,13 @@ def test_held_out_lite_networks_label_a_cat(name, px, grid):
         h.remove()
     assert 281 <= label <= 285
     assert tuple(seen[k] for k in ("V1", "V2", "V4", "IT")) == grid
+
+
+def test_synthesis_progress_raises_no_torch_warning(tiny_rig):
+    """Every synthesis used to print torch's 'requires_grad=True to a scalar' warning."""
+    import warnings
+
+    arr = tiny_rig.implant("V4", n_sites=2, at_deg=(0, 0), seed=0)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*requires_grad=True to a scalar.*")
+        tiny_rig.synthesize(arr.sites[[0]], steps=2, size_deg=4, progress=True)

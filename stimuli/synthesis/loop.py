@@ -78,7 +78,7 @@ def optimize(
             snapshots.append(d.detach().cpu().half())
             snap_steps.append(step)
         if progress:
-            bar.set_postfix(objective=f"{float(values.mean()):.3g}")
+            bar.set_postfix(objective=f"{float(values.detach().mean()):.3g}")
         if callback is not None and callback(step, d.detach(), values.detach()):
             cancelled = True
             trajectory = trajectory[: step + 1]
