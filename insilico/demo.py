@@ -97,9 +97,10 @@ def run_demo(
     null = []
     for _ in range(NULL_SHUFFLES):
         shuffled = ori.copy()
-        for s_ in sfs:  # shuffle orientation labels within each spatial frequency
-            idx = np.flatnonzero(sf == s_)
-            shuffled[idx] = rng.permutation(ori[idx])
+        for s_ in sfs:  # shuffle orientations within each spatial frequency and repeat
+            for half in (even, odd):
+                idx = np.flatnonzero((sf == s_) & half)
+                shuffled[idx] = rng.permutation(ori[idx])
         null.append(_cv_tuning(values, shuffled, sf, even, odd, orientations, sfs)[3])
     null = np.concatenate(null)
     null_95 = float(np.percentile(null, 95))
