@@ -216,9 +216,14 @@ def cmd_run(args: argparse.Namespace) -> None:
     )
     print(f"{exp.spec.name}: {len(res.predictions)} predictions ({res.seconds:.1f} s)")
     for p in res.predictions:
+        null = (
+            f"; null {p['null_value']:.4g}, 95th pct {p['null_95']:.4g}"
+            if "null_value" in p
+            else ""
+        )
         print(
             f"  [{p['verdict']:>12}] {p['name']}: {p['metric']} = {p['value']:.4g} "
-            f"(95% CI {p['ci'][0]:.4g} .. {p['ci'][1]:.4g}; expected {p['expect']})"
+            f"(95% CI {p['ci'][0]:.4g} .. {p['ci'][1]:.4g}{null}; expected {p['expect']})"
         )
     print(f"report    {res.out / 'report.md'}")
     print(f"results   {res.out / 'results.zarr'}")

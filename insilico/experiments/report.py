@@ -222,16 +222,29 @@ def write_report(res: Results, sweep: Any = None) -> list[str]:
     lines += [
         "## Predictions",
         "",
-        "| prediction | statistic | value | 95% CI | expected | control | verdict |",
-        "|---|---|---|---|---|---|---|",
+        "| prediction | statistic | value | 95% CI | null (computed) | expected | control "
+        "| verdict |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for p in res.predictions:
         stat = p["metric"] + (
             f" ({p['condition']} − {p['versus']})" if "versus" in p else f" ({p['condition']})"
         )
+        null = (
+            f"{p['null_value']:.4g} (95th pct {p['null_95']:.4g}; {p['null_computed']})"
+            if "null_value" in p
+            else "see below"
+        )
         lines.append(
             f"| {p['name']} | {stat} | {p['value']:.4g} | [{p['ci'][0]:.4g}, "
-            f"{p['ci'][1]:.4g}] | {p['expect']} | {_control_text(p)} | **{p['verdict']}** |"
+            f"{p['ci'][1]:.4g}] | {null} | {p['expect']} | {_control_text(p)} | "
+            f"**{p['verdict']}** |"
+        )
+    lines += ["", "Each prediction's null, and the interval it was judged with:", ""]
+    for p in res.predictions:
+        lines.append(
+            f"- **{p['name']}** — null: {p.get('null') or 'none stated'}"
+            + (f"; interval: {p['interval']}" if p.get("interval") else "")
         )
     lines += [""]
     for m in res.spec.measures:

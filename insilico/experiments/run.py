@@ -19,6 +19,7 @@ import insilico as lab
 import perturb
 import stimuli as stim_mod
 from insilico.analysis import orientation_selectivity, tuning_curve
+from insilico.experiments import stats
 from insilico.experiments.spec import ExperimentError, Spec, load, parse
 from recordings.format import json_attrs
 from stimuli.synthesis.result import SynthesisResult
@@ -47,20 +48,42 @@ def _osi(rec: xr.DataArray) -> np.ndarray:
     return osi[responsive]
 
 
+def _curves(rec: xr.DataArray, param: str, mask: np.ndarray | None = None):
+    """(levels, mean response per level and neuroid) over the presentations in ``mask``."""
+    r = rec.mean("time_bin").values if "time_bin" in rec.dims else rec.values
+    levels_all = np.asarray(rec[param].values, dtype=float)
+    if mask is None:
+        mask = np.ones(len(levels_all), dtype=bool)
+    levels = np.unique(levels_all)
+    return levels, np.stack([r[(levels_all == lv) & mask].mean(axis=0) for lv in levels])
+
+
 def _sf_curves(rec: xr.DataArray, metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if "sf_cpd" not in rec.coords or len(np.unique(rec.sf_cpd.values)) < 3:
         raise ExperimentError(f"metric {metric} needs stimuli of >= 3 spatial frequencies (sf_cpd)")
-    c = tuning_curve(rec, "sf_cpd")["mean"]
-    v = c.values  # sf x neuroid
-    peak = v.max(axis=0)
-    return c["sf_cpd"].values, v, peak > 0
+    sf, v = _curves(rec, "sf_cpd")
+    return sf, v, v.max(axis=0) > 0
 
 
 def _sf_selectivity(rec: xr.DataArray) -> np.ndarray:
-    """Spatial-frequency selectivity per responsive neuroid: 1 - least / largest response
-    over the tested frequencies (0 = flat, 1 = silent at some frequency)."""
-    _, v, live = _sf_curves(rec, "sf_selectivity")
-    return 1 - v.min(axis=0)[live] / v.max(axis=0)[live]
+    """Spatial-frequency selectivity per responsive neuroid: 1 - response at the worst / at
+    the best tested frequency (0 = flat, 1 = silent at some frequency). Cross-validated:
+    best and worst are chosen on even repetitions and measured on odd ones (a single
+    repetition falls back to one set), so noise alone gives ~0, not a positive index."""
+    _sf_curves(rec, "sf_selectivity")
+    halves = stats.repeat_halves(rec)
+    if halves is None:
+        _, v = _curves(rec, "sf_cpd")
+        best, worst = v.argmax(axis=0), v.argmin(axis=0)
+        measured = v
+    else:
+        _, choose = _curves(rec, "sf_cpd", halves[0])
+        _, measured = _curves(rec, "sf_cpd", halves[1])
+        best, worst = choose.argmax(axis=0), choose.argmin(axis=0)
+    cols = np.arange(measured.shape[1])
+    hi, lo = measured[best, cols], measured[worst, cols]
+    live = hi > 0
+    return 1 - lo[live] / hi[live]
 
 
 def _preferred_sf(rec: xr.DataArray) -> np.ndarray:
@@ -70,30 +93,71 @@ def _preferred_sf(rec: xr.DataArray) -> np.ndarray:
 
 
 def _suppression(rec: xr.DataArray) -> np.ndarray:
-    """Surround suppression per neuroid: 1 - response at the largest size / peak response."""
+    """Surround suppression per neuroid: 1 - response at the largest size / response at the
+    preferred size. Cross-validated: the preferred size is chosen on even repetitions and
+    both responses are measured on odd ones, so Poisson noise on a flat size-tuning curve
+    gives ~0 (choosing and measuring the peak on the same trials made it positive)."""
     if "size_deg" not in rec.coords or len(np.unique(rec.size_deg.values)) < 3:
         raise ExperimentError("metric suppression_index needs stimuli of >= 3 sizes (size_deg)")
-    curves = tuning_curve(rec, "size_deg")["mean"].values
-    peak = curves.max(axis=0)
-    live = peak > 0
-    return 1 - curves[-1, live] / peak[live]
+    halves = stats.repeat_halves(rec)
+    if halves is None:
+        _, measured = _curves(rec, "size_deg")
+        peak = measured.argmax(axis=0)
+    else:
+        _, choose = _curves(rec, "size_deg", halves[0])
+        _, measured = _curves(rec, "size_deg", halves[1])
+        peak = choose.argmax(axis=0)
+    cols = np.arange(measured.shape[1])
+    at_peak = measured[peak, cols]
+    live = at_peak > 0
+    return 1 - measured[-1, live] / at_peak[live]
+
+
+def _rf_centres(rec: xr.DataArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r = rec.mean(("time_bin",))
+    x = r.position_x_deg.values
+    y = r.position_y_deg.values
+    v = r.values  # presentations x neuroids
+    w = np.abs(v - np.median(v, axis=0))
+    total = w.sum(axis=0)
+    live = total > 0
+    cx = (w * x[:, None]).sum(0) / np.where(live, total, 1)
+    cy = (w * y[:, None]).sum(0) / np.where(live, total, 1)
+    return cx, cy, live
 
 
 def _rf_error(rec: xr.DataArray) -> np.ndarray:
     """Distance (deg) between each neuroid's RF centre mapped by sparse noise (response-
     weighted centroid of probe positions, relative to blank) and its unit-table RF centre."""
-    r = rec.mean(("time_bin",))
-    x = r.position_x_deg.values
-    y = r.position_y_deg.values
-    v = r.values  # presentations x neuroids
-    base = np.median(v, axis=0)
-    w = np.abs(v - base)
-    total = w.sum(axis=0)
-    live = total > 0
-    cx = (w * x[:, None]).sum(0) / np.where(live, total, 1)
-    cy = (w * y[:, None]).sum(0) / np.where(live, total, 1)
-    err = np.hypot(cx - r.rf_x_deg.values, cy - r.rf_y_deg.values)
+    cx, cy, live = _rf_centres(rec)
+    err = np.hypot(cx - rec.rf_x_deg.values, cy - rec.rf_y_deg.values)
     return err[live]
+
+
+def _rf_gain_over_guess(rec: xr.DataArray) -> np.ndarray:
+    """Per neuroid, how much closer (deg) the sparse-noise RF centre is to the true one than
+    the null guess — the centre of the probe grid, for every site: guess error - mapped error.
+    (The array sits at the grid centre, so the guess alone was within 0.165 deg.)"""
+    cx, cy, live = _rf_centres(rec)
+    gx = float(np.mean(rec.position_x_deg.values))
+    gy = float(np.mean(rec.position_y_deg.values))
+    tx, ty = rec.rf_x_deg.values, rec.rf_y_deg.values
+    gain = np.hypot(gx - tx, gy - ty) - np.hypot(cx - tx, cy - ty)
+    return gain[live]
+
+
+def _rate_above_blank(rec: xr.DataArray) -> np.ndarray:
+    """Per non-blank stimulus: mean rate (spikes/s, over neuroids and repetitions) minus the
+    mean rate to the blank presentations (``set`` == "blank", e.g. ``concat`` of the stimuli
+    and a blank): what the stimuli add to the spontaneous rate."""
+    if "set" not in rec.coords or "blank" not in set(_strings(rec["set"].values)):
+        raise ExperimentError("metric rate_above_blank needs a 'blank' set (concat with a blank)")
+    r = rec.mean(("neuroid", "time_bin")).values
+    is_blank = _strings(rec["set"].values) == "blank"
+    stim = np.asarray(rec["stimulus_index"].values)
+    base = r[is_blank].mean()
+    per = [r[(stim == s) & ~is_blank].mean() for s in np.unique(stim[~is_blank])]
+    return np.asarray(per) - base
 
 
 def _category_dprime(rec: xr.DataArray, labels: str) -> np.ndarray:
@@ -110,12 +174,18 @@ def _category_dprime(rec: xr.DataArray, labels: str) -> np.ndarray:
 
 RECORD_METRICS = {
     "mean_rate": (_per_stimulus_rate, np.mean, "spikes/s"),
+    "rate_above_blank": (_rate_above_blank, np.mean, "spikes/s"),
     "median_osi": (_osi, np.median, "OSI"),
     "sf_selectivity": (_sf_selectivity, np.median, "index"),
     "preferred_sf_cpd": (_preferred_sf, np.median, "cycles/deg"),
     "suppression_index": (_suppression, np.median, "fraction"),
     "rf_error_deg": (_rf_error, np.median, "deg"),
+    "rf_gain_over_guess_deg": (_rf_gain_over_guess, np.median, "deg"),
 }
+#: statistic of metrics computed outside RECORD_METRICS (the claim names it: "median |d'|")
+OTHER_STATS = {"category_dprime": np.median}
+#: computed nulls: metric -> (presentation label to shuffle, labels to shuffle within)
+SHUFFLE_NULLS = {"median_osi": ("orientation_deg", ("sf_cpd", "phase_deg"))}
 
 
 def _held_out_rigs(rig: Any, m: dict[str, Any]) -> list[Any]:
@@ -460,7 +530,11 @@ class Experiment:
             sweep = run_sweep(
                 self, out / "sweep.zarr", workers=workers, scheduler=scheduler, progress=progress
             )
-        predictions = [evaluate(p, results, seed=self.spec.seed) for p in self.spec.predictions]
+        labels = {m["name"]: m.get("labels") for m in self.spec.measures}
+        predictions = [
+            evaluate(p, results, seed=self.spec.seed, labels=labels.get(p["measure"]))
+            for p in self.spec.predictions
+        ]
         (out / "predictions.json").write_text(json.dumps(predictions, indent=2, default=float))
         res = Results(self.spec, out, results, predictions, time.perf_counter() - t0)
         res.conditions = {c: [repr(p) for p in ps] for c, ps in env["conditions"].items()}
@@ -520,12 +594,61 @@ def _verdict(op: str, thr: float, lo: float, hi: float) -> str:
     return "supported" if ok else "falsified" if bad else "inconclusive"
 
 
+def _record_metric(metric: str, m_labels: str | None):
+    """(per-item metric function of a recording, its statistic) or None."""
+    if metric in RECORD_METRICS:
+        fn, stat, _ = RECORD_METRICS[metric]
+        return fn, stat
+    if metric == "category_dprime" and m_labels:
+        return (lambda rec: _category_dprime(rec, m_labels)), OTHER_STATS[metric]
+    return None
+
+
+def _computed_null(metric: str, mo: MeasureOutput, labels: str | None, stat, seed: int):
+    """(null value, its 95th percentile, description) computed from the data, or None."""
+    rec = mo.data
+    if not isinstance(rec, xr.DataArray):
+        return None
+    if metric in SHUFFLE_NULLS:
+        label, within = SHUFFLE_NULLS[metric]
+        if label not in rec.coords:
+            return None
+        within = tuple(w for w in within if w in rec.coords)
+        fn = RECORD_METRICS[metric][0]
+        null = stats.label_shuffle_null(rec, label, fn, stat, seed, within)
+        what = f"{label} shuffled within {', '.join(within) or 'all'}"
+    elif metric == "category_dprime" and labels:
+        null = stats.label_shuffle_null(
+            rec, labels, lambda r: _category_dprime(r, labels), stat, seed
+        )
+        what = f"{labels} labels shuffled"
+    elif metric == "accuracy" and labels and "choice" in rec.dims:
+        chance = 1.0 / rec.sizes["choice"]
+        return chance, chance, f"chance, 1/{rec.sizes['choice']} classes"
+    else:
+        return None
+    if not len(null):
+        return None
+    return float(np.median(null)), float(np.percentile(null, 95)), what
+
+
 def evaluate(
-    p: dict[str, Any], results: dict[str, dict[str, MeasureOutput]], seed: int = 0
+    p: dict[str, Any],
+    results: dict[str, dict[str, MeasureOutput]],
+    seed: int = 0,
+    labels: str | None = None,
 ) -> dict:
-    """Supported / falsified / inconclusive, from the 95 % bootstrap CI of the statistic
-    (a difference against ``versus`` when given, paired over items) and, for ``compare``
-    measures, the rank of the effect among matched random controls."""
+    """Supported / falsified / inconclusive, from the 95 % interval of the statistic and the
+    prediction's null.
+
+    Intervals: recordings are bootstrapped hierarchically (stimuli, repetitions within
+    stimuli, sites) with the metric recomputed per resample; a ``versus`` difference is
+    bootstrapped as the same statistic as its value (paired items); 0/1 values (accuracy
+    per stimulus, beats-natural per target) get the exact Clopper–Pearson interval; ``compare``
+    measures carry their own (stimuli resampled) plus matched controls. A null computed from
+    the data (shuffled labels, chance) must also be cleared: a prediction whose interval does
+    not clear the null's 95th percentile is at best inconclusive. ``labels``: the measure's
+    label coordinate (category d', decoding)."""
     by_cond = results[p["measure"]]
     cond = p.get("condition", next(iter(by_cond)))
     if cond not in by_cond:
@@ -542,13 +665,16 @@ def evaluate(
         "metric": metric,
         "condition": cond,
         "expect": p["expect"],
+        "null": p.get("null", ""),
     }
     if metric not in mo.values:
         raise ExperimentError(
             f"prediction {p['name']!r}: metric {metric!r} is not available for "
             f"measure {p['measure']!r} (available: {', '.join(mo.values)})"
         )
-    stat = RECORD_METRICS.get(metric, (None, np.mean, ""))[1]
+    rec_metric = _record_metric(metric, labels)
+    stat = rec_metric[1] if rec_metric else OTHER_STATS.get(metric, np.mean)
+    null = None
     if isinstance(mo.data, perturb.Effect):
         eff = mo.data
         value, (lo, hi) = eff.effect, eff.ci
@@ -557,6 +683,7 @@ def evaluate(
             if len(eff.control_effects)
             else None,
             p_directional=eff.p_directional,
+            interval="bootstrap over stimuli",
         )
     elif "versus" in p:
         other = by_cond.get(p["versus"])
@@ -571,15 +698,34 @@ def evaluate(
                 f"prediction {p['name']!r}: {metric} has different items in "
                 f"{cond!r} and {p['versus']!r}"
             )
-        diff = a - b
-        value = float(stat(diff)) if stat is not np.median else float(np.median(a) - np.median(b))
-        lo, hi = _bootstrap(diff, np.mean if stat is np.mean else stat, seed)
-        out.update(versus=p["versus"], value_condition=float(stat(a)), value_versus=float(stat(b)))
+        value = float(stat(a) - stat(b))
+        lo, hi = stats.paired_bootstrap(a, b, stat, N_BOOT, seed)
+        out.update(
+            versus=p["versus"],
+            value_condition=float(stat(a)),
+            value_versus=float(stat(b)),
+            interval="paired bootstrap of the same statistic",
+        )
     else:
-        vals = mo.values[metric]
+        vals = np.asarray(mo.values[metric], dtype=float)
         value = float(stat(vals))
-        lo, hi = _bootstrap(vals, stat, seed)
+        if stat is np.mean and stats.is_binary(vals):
+            lo, hi = stats.clopper_pearson(int(vals.sum()), len(vals))
+            out["interval"] = f"Clopper-Pearson, {int(vals.sum())}/{len(vals)}"
+        elif rec_metric and isinstance(mo.data, xr.DataArray):
+            lo, hi = stats.bootstrap_record(mo.data, rec_metric[0], stat, seed)
+            out["interval"] = "hierarchical bootstrap: stimuli, repetitions, sites"
+        else:
+            lo, hi = _bootstrap(vals, stat, seed)
+            out["interval"] = "bootstrap over items"
+        null = _computed_null(metric, mo, labels, stat, seed)
     verdict = _verdict(p["_op"], p["_threshold"], lo, hi)
+    if null is not None:
+        null_value, null_95, what = null
+        out.update(null_value=null_value, null_95=null_95, null_computed=what)
+        clears = lo > null_95 if p["_op"] in (">", ">=") else hi < null_value
+        if verdict == "supported" and not clears:
+            verdict = "inconclusive"
     if "beats_controls" in p and isinstance(mo.data, perturb.Effect):
         needed = 1 - float(p["beats_controls"])
         out["controls_criterion"] = f"directional p <= {needed:.3g}"

@@ -400,6 +400,7 @@ def parse(text: str, source: str = "<experiment>") -> Spec:
                 "expect",
                 "claim",
                 "beats_controls",
+                "null",
             },
             required=("measure", "metric", "expect"),
         )
