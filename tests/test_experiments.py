@@ -497,3 +497,33 @@ def test_beats_controls_and_inconclusive_branches():
     assert _verdict(">", 0.1, 0.05, 0.2) == "inconclusive"
     assert _verdict(">", 0.1, 0.0, 0.09) == "falsified"
     assert _verdict("<", 0.1, 0.0, 0.09) == "supported"
+
+
+def test_run_folder_safety_and_bad_ranges(tmp_path):
+    """`insilico run` into a folder of a user's files deleted them; a sweep replaced another
+    run's results.zarr before refusing; {start, stop, step = 0} hung the parser."""
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "notes.txt").write_text("keep me")
+    pred = '\n[[prediction]]\nname = "p"\nmeasure = "tuning"\nmetric = "mean_rate"\n'
+    pred += 'expect = "> 0"\n'
+    exp = Experiment.from_text(BASE + pred)
+    for overwrite in (False, True):
+        with pytest.raises(FileExistsError, match="holds files a run did not write"):
+            exp.run(user, overwrite=overwrite, progress=False)
+    assert sorted(p.name for p in user.iterdir()) == ["notes.txt"]
+    out = tmp_path / "run"
+    exp.run(out, progress=False)
+    before = (out / "predictions.json").read_text()
+    other = Experiment.from_text(BASE.replace('name = "test"', 'name = "other"') + pred)
+    with pytest.raises(FileExistsError, match="holds a run of 'test'"):
+        other.run(out, progress=False)
+    assert (out / "predictions.json").read_text() == before  # untouched
+    for bad, message in (
+        ("step = 30", "step = 0"),
+        ("step = 30", 'step = "a"'),
+        ("step = 30", "step = -30"),
+    ):
+        text = BASE.replace(bad, message)
+        with pytest.raises(ExperimentError, match=r"bad.toml:\d+: stimuli.orientation_deg: range"):
+            experiments.parse(text, "bad.toml")

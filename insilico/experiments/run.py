@@ -505,11 +505,9 @@ class Experiment:
 
             require_distributed(workers, scheduler)  # before anything runs
         out = Path("runs") / self.spec.name if out is None else Path(out)
-        if out.exists() and any(out.iterdir()) and not overwrite and self.spec.sweep is None:
-            raise FileExistsError(
-                f"output folder {str(out)!r} is not empty; pass overwrite=True (CLI: --overwrite)"
-            )
+        _check_output_folder(out, self.spec, overwrite)  # before anything is touched
         out.mkdir(parents=True, exist_ok=True)
+        (out / RUN_MARKER).write_text(json.dumps(_run_identity(self.spec)))
         if overwrite and (out / "sweep.zarr").exists():  # else a sweep resumes its store
             shutil.rmtree(out / "sweep.zarr")
         torch.manual_seed(self.spec.seed)
@@ -542,6 +540,53 @@ class Experiment:
 
         res.figures = write_report(res, sweep)
         return res
+
+
+#: written into every run folder: which experiment (and spec) the folder's results belong to
+RUN_MARKER = ".insilico-run.json"
+#: what a run writes into its folder (anything else there is a user's and is never touched)
+RUN_OUTPUTS = {"results.zarr", "sweep.zarr", "report.md", "predictions.json", "figures", RUN_MARKER}
+
+
+def _run_identity(spec: Spec) -> dict[str, Any]:
+    body = {k: v for k, v in spec.__dict__.items() if k not in ("source",)}
+    blob = json.dumps(body, sort_keys=True, default=str)
+    import hashlib
+
+    return {"experiment": spec.name, "spec": hashlib.sha256(blob.encode()).hexdigest()[:16]}
+
+
+def _check_output_folder(out: Path, spec: Spec, overwrite: bool) -> None:
+    """Refuse, before writing anything, a folder holding files a run did not write (never
+    deleted, even with overwrite) or another experiment's run (replaced only with overwrite);
+    a sweep resumes only its own run's folder."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise FileExistsError(f"output {str(out)!r} exists and is not a folder")
+    entries = {p.name for p in out.iterdir()}
+    if not entries:
+        return
+    foreign = sorted(entries - RUN_OUTPUTS)
+    if foreign:
+        raise FileExistsError(
+            f"output folder {str(out)!r} holds files a run did not write ({', '.join(foreign[:3])}"
+            f"{', ...' if len(foreign) > 3 else ''}); choose an empty or new folder"
+        )
+    try:
+        mine = json.loads((out / RUN_MARKER).read_text())
+    except (OSError, ValueError):
+        mine = None
+    same = mine == _run_identity(spec)
+    if overwrite:
+        return
+    if spec.sweep is not None and same:
+        return  # the same sweep resumes its store
+    what = f"a run of {mine.get('experiment')!r}" if isinstance(mine, dict) else "an earlier run"
+    raise FileExistsError(
+        f"output folder {str(out)!r} holds {what}; pass overwrite=True (CLI: --overwrite) to "
+        "replace it"
+    )
 
 
 def _store_results(store: Path, spec: Spec, results: dict[str, dict[str, MeasureOutput]]) -> None:

@@ -7,6 +7,7 @@ Top-level keys: ``name``, ``description``, ``seed``; tables ``[model]``, ``[disp
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -141,6 +142,10 @@ class _Validator:
             self.fail(f"must be positive, got {value!r}", table, index, key)
 
 
+#: the most values a {start, stop, step} range may expand to
+MAX_RANGE = 100_000
+
+
 def _range(value: Any) -> Any:
     """``{start, stop, step}`` tables become lists, ``{x = range, y = range}`` a grid of
     (x, y) positions (y outer); everything else is unchanged."""
@@ -149,11 +154,15 @@ def _range(value: Any) -> Any:
         return [[x, y] for y in ys for x in xs]
     if isinstance(value, dict) and set(value) == {"start", "stop", "step"}:
         start, stop, step = value["start"], value["stop"], value["step"]
-        out, k = [], 0
-        while start + k * step < stop - 1e-12:
-            out.append(start + k * step)
-            k += 1
-        return out
+        for name, v in (("start", start), ("stop", stop), ("step", step)):
+            if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v):
+                raise ValueError(f"range {name} must be a finite number, got {v!r}")
+        if step <= 0:
+            raise ValueError(f"range step must be > 0, got {step!r}")
+        n = math.ceil((stop - start) / step - 1e-9)
+        if n > MAX_RANGE:
+            raise ValueError(f"range {value!r} has {n} values; at most {MAX_RANGE}")
+        return [start + k * step for k in range(max(n, 0))]
     return value
 
 
@@ -243,7 +252,10 @@ def parse(text: str, source: str = "<experiment>") -> Spec:
         for key in list(item):
             if key.endswith("_px"):
                 v.fail("sizes are in degrees: use the *_deg key, not pixels", "stimuli", i, key)
-            item[key] = _range(item[key])
+            try:
+                item[key] = _range(item[key])
+            except ValueError as err:
+                v.fail(str(err), "stimuli", i, key)
         for key in ("size_deg", "position_deg", "sigma_deg", "grain_deg", "edge_deg"):
             v.degrees("stimuli", i, item, key)
         earlier = {s["name"] for s in stimuli[:i]}

@@ -64,7 +64,7 @@ def resample_presentations(rec: xr.DataArray, rng: np.random.Generator) -> np.nd
         else np.zeros(len(stim), dtype=int)
     )
     order = np.argsort(stim, kind="stable")
-    uniq, start, count = np.unique(stim[order], return_index=True, return_counts=True)
+    _, start, count = np.unique(stim[order], return_index=True, return_counts=True)
     stratum = strata[order][start]
     out = []
     for s_ in np.unique(stratum):
