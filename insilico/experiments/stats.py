@@ -88,13 +88,22 @@ def bootstrap_record(
     skipped."""
     rng = np.random.default_rng(seed)
     n_sites = rec.sizes["neuroid"]
+    has_reps = "repetition" in rec.coords
     stats = []
     for _ in range(n_boot):
         p = resample_presentations(rec, rng)
         sub = rec.isel(presentation=p)
+        if has_reps:  # resampled repeats are numbered afresh: halves stay balanced
+            stim = np.asarray(sub["stimulus_index"].values)
+            order = np.argsort(stim, kind="stable")
+            _, start = np.unique(stim[order], return_index=True)
+            rank = np.empty(len(stim), dtype=np.int64)
+            rank[order] = np.arange(len(stim)) - np.repeat(start, np.diff(np.r_[start, len(stim)]))
+            sub = sub.assign_coords(repetition=("presentation", rank))
         if sites:
             sub = sub.isel(neuroid=rng.integers(0, n_sites, size=n_sites))
-        values = metric(sub)
+        values = np.asarray(metric(sub), dtype=float)
+        values = values[np.isfinite(values)]
         if len(values):
             stats.append(float(stat(values)))
     if not stats:
