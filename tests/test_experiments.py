@@ -9,6 +9,17 @@ from insilico.cli import main
 from insilico.experiments import Experiment, ExperimentError
 from insilico.experiments import sweep as sweep_mod
 
+
+@pytest.fixture(autouse=True)
+def _fewer_resamples(monkeypatch):
+    """The machinery, not the precision, is under test here: fewer bootstrap resamples and
+    shuffles keep the suite fast (the shipped defaults are 400 and 40)."""
+    from insilico.experiments import stats
+
+    monkeypatch.setattr(stats, "N_BOOT_RECORD", 100)
+    monkeypatch.setattr(stats, "N_SHUFFLES", 12)
+
+
 BASE = """
 name = "test"
 seed = 0

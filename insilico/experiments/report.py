@@ -192,6 +192,11 @@ def _control_text(p: dict) -> str:
             f"random controls: mean {p['control_effects_mean']:.4g}, "
             f"directional p {p['p_directional']:.3g}"
         )
+        if p.get("affected_units") is not None:
+            text += (
+                f"; tissue match {p['affected_units']} units vs "
+                f"{p['control_affected_mean']:.1f} per control"
+            )
         return text + (
             f" (needs {p['controls_criterion'].removeprefix('directional p ')})"
             if "controls_criterion" in p

@@ -184,6 +184,8 @@ RECORD_METRICS = {
 }
 #: statistic of metrics computed outside RECORD_METRICS (the claim names it: "median |d'|")
 OTHER_STATS = {"category_dprime": np.median}
+#: fraction of matched controls a perturbation effect must beat when a prediction does not say
+DEFAULT_BEATS_CONTROLS = 0.95
 #: computed nulls: metric -> (presentation label to shuffle, labels to shuffle within)
 SHUFFLE_NULLS = {"median_osi": ("orientation_deg", ("sf_cpd", "phase_deg"))}
 
@@ -771,8 +773,16 @@ def evaluate(
         clears = lo > null_95 if p["_op"] in (">", ">=") else hi < null_value
         if verdict == "supported" and not clears:
             verdict = "inconclusive"
-    if "beats_controls" in p and isinstance(mo.data, perturb.Effect):
-        needed = 1 - float(p["beats_controls"])
+    if isinstance(mo.data, perturb.Effect) and len(mo.data.control_effects):
+        # a perturbation effect is judged against its matched controls, always (its null);
+        # beats_controls sets how many it must beat (default 95 %)
+        eff = mo.data
+        if eff.affected_units is not None and eff.control_affected_units is not None:
+            out.update(
+                affected_units=int(eff.affected_units),
+                control_affected_mean=float(np.mean(eff.control_affected_units)),
+            )
+        needed = 1 - float(p.get("beats_controls", DEFAULT_BEATS_CONTROLS))
         out["controls_criterion"] = f"directional p <= {needed:.3g}"
         if verdict == "supported" and mo.data.p_directional > needed:
             verdict = "inconclusive" if mo.data.p_directional < 0.5 else "falsified"

@@ -81,11 +81,12 @@ def bootstrap_record(
     stat: Callable,
     seed: int,
     sites: bool = True,
-    n_boot: int = N_BOOT_RECORD,
+    n_boot: int | None = None,
 ) -> tuple[float, float]:
     """95 % interval of ``stat(metric(rec))`` under hierarchical resampling of stimuli,
     repetitions and (``sites``) neuroids; resamples where the metric has no value are
     skipped."""
+    n_boot = N_BOOT_RECORD if n_boot is None else n_boot
     rng = np.random.default_rng(seed)
     n_sites = rec.sizes["neuroid"]
     has_reps = "repetition" in rec.coords
@@ -118,10 +119,11 @@ def label_shuffle_null(
     stat: Callable,
     seed: int,
     within: tuple[str, ...] = (),
-    n: int = N_SHUFFLES,
+    n: int | None = None,
 ) -> np.ndarray:
     """``stat(metric(rec))`` with the presentation coordinate ``label`` permuted (within
     groups of the ``within`` coordinates, e.g. spatial frequency), ``n`` times."""
+    n = N_SHUFFLES if n is None else n
     rng = np.random.default_rng(seed)
     values = np.asarray(rec[label].values)
     if within:
