@@ -27,6 +27,32 @@ def test_example_runs(script, args, expect, tmp_path):
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert expect in out.stdout
+    check_numbers(script, out.stdout)
+
+
+def check_numbers(script: str, text: str) -> None:
+    """What each example prints is consistent: an effect inside its own interval, a
+    permutation p-value that 1 + controls allows, the tissue match reported."""
+    import re
+
+    if script == "microstim_afraz.py":
+        m = re.search(
+            r"shift in P\('cat'\): ([-+\d.]+) points \(95% CI ([-+\d.]+) to ([-+\d.]+)\)", text
+        )
+        value, lo, hi = (float(v) for v in m.groups())
+        assert lo <= value <= hi
+        p = float(re.search(r"directional p = ([\d.]+)", text).group(1))
+        assert p >= 1 / (1 + 3) - 1e-9  # 3 controls: the smallest p a permutation test gives
+        assert "tissue match:" in text
+    if script == "muscimol_tasks.py":
+        rows = re.findall(
+            r"accuracy change ([-+\d.]+) points \(95% CI ([-+\d.]+)\.\.([-+\d.]+)\)", text
+        )
+        assert len(rows) == 6
+        for value, lo, hi in rows:
+            assert float(lo) <= float(value) <= float(hi)
+        rho = float(re.search(r"Spearman rho\(.*\) = ([-+\d.]+)", text).group(1))
+        assert -1 <= rho <= 1
 
 
 def test_closed_loop_reports_numbers_with_intervals(tmp_path):
