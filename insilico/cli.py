@@ -182,6 +182,62 @@ def cmd_synthesize(args: argparse.Namespace) -> None:
     print(f"time      {time.perf_counter() - t0:.1f} s")
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    """A synthesis store -> one PNG per image + manifest.csv/json for a real display."""
+    import insilico as lab
+    import stimuli
+
+    res = stimuli.synthesis.open_result(args.store)
+    if args.display:
+        display = _display_from_toml(args.display)
+    elif isinstance(res.attrs.get("display"), dict):
+        display = lab.Display(**res.attrs["display"])  # the display the synthesis measured on
+    else:
+        display = lab.Display()
+    manifest = res.export(
+        args.out,
+        display=display,
+        gamma_correct=not args.no_gamma_correct,
+        bit_depth=args.bit_depth,
+        overwrite=args.overwrite,
+    )
+    bits = int(manifest["bit_depth"].iloc[0])
+    print(
+        f"exported  {len(manifest)} PNGs ({bits}-bit, {int(manifest['size_px'].iloc[0])} px, "
+        f"gamma {'corrected' if not args.no_gamma_correct else 'not corrected'}) + manifest "
+        f"to {args.out}"
+    )
+    for row in manifest.head(5).itertuples(index=False):
+        print(f"  {row.file}")
+    if len(manifest) > 5:
+        print(f"  ... {len(manifest) - 5} more")
+
+
+def _display_from_toml(path: str) -> Any:
+    """A Display from a TOML file: keys at the top level or under a [display] table."""
+    import tomllib
+    from pathlib import Path
+
+    import insilico as lab
+
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"--display {path!r}: no such file")
+    try:
+        data = tomllib.loads(file.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"--display {path!r} is not valid TOML: {err}") from None
+    data = data.get("display", data)
+    try:
+        return lab.Display(**data)
+    except TypeError:
+        known = set(lab.Display.__dataclass_fields__)
+        bad = sorted(set(data) - known)
+        raise ValueError(
+            f"--display {path!r}: unknown keys {bad}; expected some of {sorted(known)}"
+        ) from None
+
+
 def cmd_run(args: argparse.Namespace) -> None:
     from insilico import experiments
 
@@ -389,6 +445,28 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--overwrite", action="store_true", help="replace an existing store")
     y.add_argument("--quiet", action="store_true", help="no progress bar")
     y.set_defaults(func=cmd_synthesize)
+
+    x = sub.add_parser(
+        "export",
+        help="write a synthesis store's images as PNGs + manifest for a real display",
+        description="Example: insilico export runs/drive.zarr --out session/ --display "
+        "rig.toml. PNGs at the display's pixels per degree, named by image number and site "
+        "(000_site03_drive_r0.png), gamma-corrected, with manifest.csv and manifest.json.",
+    )
+    x.add_argument("store", help="synthesis store written by insilico synthesize / rig.synthesize")
+    x.add_argument("--out", required=True, help="folder for the PNGs and the manifest")
+    x.add_argument(
+        "--display",
+        default=None,
+        help="TOML file with the display (distance_cm, width_cm, resolution, gamma, "
+        "background, bit_depth); default: the display the synthesis was measured on",
+    )
+    x.add_argument("--bit-depth", type=int, default=None, help="8, 10, 12 or 16 (default: display)")
+    x.add_argument(
+        "--no-gamma-correct", action="store_true", help="write linear values, no gamma correction"
+    )
+    x.add_argument("--overwrite", action="store_true", help="write into a non-empty folder")
+    x.set_defaults(func=cmd_export)
 
     e = sub.add_parser(
         "run",

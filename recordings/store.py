@@ -64,7 +64,10 @@ def is_store(path: str | os.PathLike) -> bool:
         attrs = dict(zarr.open_group(str(path), mode="r").attrs)
     except Exception:  # zarr raises several types for "not a group here"
         return False
-    return bool({COMPLETE_ATTR, DONE_ATTR, JOB_ATTR} & set(attrs))
+    kind = attrs.get("kind")
+    return bool({COMPLETE_ATTR, DONE_ATTR, JOB_ATTR} & set(attrs)) or (
+        isinstance(kind, str) and kind.startswith("insilico-")
+    )
 
 
 def remove_store(path: str | os.PathLike) -> None:
@@ -92,7 +95,8 @@ def remove_store(path: str | os.PathLike) -> None:
     shutil.rmtree(path)
 
 
-def _check_target(path: Path, overwrite: bool) -> None:
+def check_target(path: Path, overwrite: bool) -> None:
+    """Refuse to write a store at ``path`` unless it is new, or ``overwrite`` and a lab store."""
     if str(path) in ("", "."):
         raise ValueError(
             f"output path {str(path)!r} names the working directory; give a store path"
@@ -168,7 +172,7 @@ def save(rec: xr.DataArray, path: str | os.PathLike, overwrite: bool = False) ->
     """Write a recording to a zarr store at ``path`` (refuses an existing path unless told)."""
     check_recording(rec)
     path = Path(path)
-    _check_target(path, overwrite)
+    check_target(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     ds = _prepare(rec)
     ds.attrs = {COMPLETE_ATTR: True, DONE_ATTR: int(rec.sizes["presentation"])}
@@ -366,7 +370,7 @@ class StreamWriter:
                     "(CLI: --overwrite) to replace it"
                 )
         elif self.path.exists():
-            _check_target(self.path, overwrite=True)
+            check_target(self.path, overwrite=True)
 
     def _truncate(self) -> None:
         """Drop presentations written after the last commit (a batch cut off by a crash)."""

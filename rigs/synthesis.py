@@ -129,6 +129,8 @@ def synthesize(
     kind = objective if isinstance(objective, str) else "custom"
 
     names, members = _target_sets(rig, targets)
+    # the requested site numbers travel with the images (export names files by them)
+    site_numbers = targets.site_numbers if isinstance(targets, SiteArray) else None
     if population is None:
         parent = targets.parent if isinstance(targets, SiteArray | MappedSites) else None
         population = parent if parent is not None else targets
@@ -239,6 +241,11 @@ def synthesize(
                     for img in luminance
                 ],
                 "target": [names[t] for t in rows],
+                **(
+                    {"site": [int(site_numbers[t]) for t in rows]}
+                    if site_numbers is not None
+                    else {}
+                ),
                 "replicate": np.tile(np.arange(n_per_target), len(names)),
                 "objective": kind,
                 "size_deg": size,

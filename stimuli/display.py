@@ -64,8 +64,14 @@ class Display:
             raise ValueError(
                 f"background must be a linear luminance in [0, 1], got {self.background!r}"
             )
-        if int(self.bit_depth) not in (8, 10, 12, 16):
-            raise ValueError(f"bit_depth must be 8, 10, 12 or 16, got {self.bit_depth!r}")
+        bits = self.bit_depth
+        if (
+            isinstance(bits, bool)
+            or not isinstance(bits, int | float)
+            or bits not in (8, 10, 12, 16)
+        ):
+            raise ValueError(f"bit_depth must be 8, 10, 12 or 16, got {bits!r}")
+        object.__setattr__(self, "bit_depth", int(bits))
 
     # geometry ------------------------------------------------------------------------
     @property

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 import recordings
@@ -103,6 +105,25 @@ def test_synthesize_command(tmp_path, capsys):
 
     res = stimuli.synthesis.open_result(out)
     assert len(res) == 2 and (exported / "manifest.csv").exists()
+    assert sorted(p.name for p in exported.glob("*.png")) == [
+        "000_site03_drive_r0.png",
+        "001_site05_drive_r0.png",
+    ]
+    # insilico export: the same store for another display (10-bit), from a TOML file
+    rig_toml = tmp_path / "rig.toml"
+    rig_toml.write_text("[display]\ndistance_cm = 70\nwidth_cm = 60\nbit_depth = 10\n")
+    again = tmp_path / "session10"
+    assert main(["export", str(out), "--out", str(again), "--display", str(rig_toml)]) == 0
+    assert "exported  2 PNGs (10-bit" in capsys.readouterr().out
+    meta = json.loads((again / "manifest.json").read_text())
+    assert meta["display"]["distance_cm"] == 70 and meta["stimuli"][0]["site"] == 3
+    assert main(["export", str(out), "--out", str(again)]) == 2  # not empty, no --overwrite
+    assert "not empty" in capsys.readouterr().err
+    rig_toml.write_text("[display]\ndistance = 70\n")
+    assert main(["export", str(out), "--out", str(tmp_path / "e"), "--display", str(rig_toml)]) == 2
+    assert "unknown keys ['distance']" in capsys.readouterr().err
+    assert main(["export", str(tmp_path / "nothing.zarr"), "--out", str(tmp_path / "e")]) == 2
+    assert "no synthesis result" in capsys.readouterr().err
     assert main([*args.replace("3,5", "99").split(), "--out", str(tmp_path / "x.zarr")]) == 2
     assert "sites [99] are not in this array" in capsys.readouterr().err
 

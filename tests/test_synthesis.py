@@ -136,6 +136,30 @@ def test_save_open_and_export(rig, v4, reference, tmp_path):
         assert np.array_equal(png, res.display_values(display, True, bits)[0])  # exact codes back
         corner = png[0, 0] / (2**bits - 1)
         assert np.allclose(corner, 0.5 ** (1 / display.gamma), atol=1.5 / 255)  # background
+    # files are named by image number and requested site; the manifest names the site
+    assert list(manifest["file"])[:3] == [
+        "000_site03_drive_r0.png",
+        "001_site03_drive_r1.png",
+        "002_site11_drive_r0.png",
+    ]
+    assert list(manifest["site"]) == [3, 3, 11, 11]
+    assert isinstance(meta["display"], dict) and meta["display"]["distance_cm"] == 57
+    assert meta["predictions_measured_on_display"] is None or isinstance(
+        meta["predictions_measured_on_display"], dict
+    )
+    with pytest.raises(ValueError, match=r"bit_depth must be one of .* got 8\.7"):
+        res.export(tmp_path / "bad", display=display, bit_depth=8.7)
+    assert not (tmp_path / "bad").exists()  # refused before anything is written
+    with pytest.raises(ValueError, match=r"bit_depth must be 8, 10, 12 or 16, got 8\.7"):
+        lab.Display(bit_depth=8.7)
+    # overwrite replaces only a store this library wrote, never a user's folder
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("data")
+    with pytest.raises(FileExistsError, match="not a store written by insilico-lab"):
+        res.save(mine, overwrite=True)
+    assert (mine / "notes.txt").read_text() == "data"
+    res.save(path, overwrite=True)  # its own store: replaced
 
 
 def test_ten_bit_display_end_to_end(v4, reference, tmp_path):

@@ -15,6 +15,13 @@ from stimuli.display import Display
 SUPPORTED_BITS = (8, 10, 12, 16)
 
 
+def check_bit_depth(bits: object) -> int:
+    """``bits`` as an int if it is one of SUPPORTED_BITS (8.7 or "8" are refused, not cut)."""
+    if isinstance(bits, bool) or not isinstance(bits, int | float) or bits not in SUPPORTED_BITS:
+        raise ValueError(f"bit_depth must be one of {SUPPORTED_BITS}, got {bits!r}")
+    return int(bits)
+
+
 def monitor_size_px(display: Display, size_deg: float, position_x_deg: float = 0.0) -> int:
     """Width in monitor pixels of a stimulus ``size_deg`` wide at ``position_x_deg`` (atan)."""
     return max(1, round(display.size_px(size_deg, at_deg=position_x_deg)))
@@ -33,9 +40,7 @@ def to_display(
     ``gamma_correct`` (for a monitor with the display's gamma), quantised to ``bit_depth``
     (default: the display's). Depths above 8 bits (10, 12, 16) come back as uint16 holding
     the integer code values 0 .. 2**bit_depth - 1 (a 10-bit display's codes are 0..1023)."""
-    bits = display.bit_depth if bit_depth is None else int(bit_depth)
-    if bits not in SUPPORTED_BITS:
-        raise ValueError(f"bit_depth must be one of {SUPPORTED_BITS}, got {bits!r}")
+    bits = display.bit_depth if bit_depth is None else check_bit_depth(bit_depth)
     size = monitor_size_px(display, size_deg, position_x_deg)
     x = luminance.detach().float().cpu()
     x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
@@ -55,9 +60,7 @@ def from_display(
 ) -> np.ndarray:
     """Integer code values (B, h, w, 3) at ``bit_depth`` (default: the display's) -> the
     linear luminance (0..1) the monitor shows."""
-    bits = display.bit_depth if bit_depth is None else int(bit_depth)
-    if bits not in SUPPORTED_BITS:
-        raise ValueError(f"bit_depth must be one of {SUPPORTED_BITS}, got {bits!r}")
+    bits = display.bit_depth if bit_depth is None else check_bit_depth(bit_depth)
     top = 2**bits - 1
     if values.size and int(values.max()) > top:
         raise ValueError(
@@ -75,9 +78,9 @@ def write_png(path: str | Path, values: np.ndarray, bit_depth: int | None = None
     ``read_png`` (and any reader honouring sBIT) recovers the exact codes. Ordinary viewers
     then show the right brightness."""
     values = np.ascontiguousarray(values)
-    bits = (8 if values.dtype == np.uint8 else 16) if bit_depth is None else int(bit_depth)
-    if bits not in SUPPORTED_BITS:
-        raise ValueError(f"bit_depth must be one of {SUPPORTED_BITS}, got {bits!r}")
+    bits = (
+        (8 if values.dtype == np.uint8 else 16) if bit_depth is None else check_bit_depth(bit_depth)
+    )
     if bits in (10, 12):
         if values.dtype != np.uint16:
             raise ValueError(f"{bits}-bit codes must be uint16, got {values.dtype}")

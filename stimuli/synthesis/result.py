@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,8 +16,9 @@ import torch
 import xarray as xr
 
 from recordings.format import as_string_array, json_attrs
+from recordings.store import check_target
 from stimuli.display import Display
-from stimuli.synthesis.display_io import from_display, to_display, write_png
+from stimuli.synthesis.display_io import check_bit_depth, from_display, to_display, write_png
 
 KIND = "insilico-synthesis"
 
@@ -113,12 +114,7 @@ class SynthesisResult:
     def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
         """Write images, trajectories, snapshots, responses and provenance to a zarr store."""
         path = Path(path)
-        if path.exists():
-            if not overwrite:
-                raise FileExistsError(
-                    f"output path {str(path)!r} exists; pass overwrite=True (CLI: --overwrite)"
-                )
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        check_target(path, overwrite)  # overwrite only ever replaces a store this library wrote
         path.parent.mkdir(parents=True, exist_ok=True)
         self.to_dataset().to_zarr(path, mode="w-", consolidated=False)
         return path
@@ -186,25 +182,31 @@ class SynthesisResult:
         """One PNG per image at the monitor's pixels per degree (8, 10, 12 or 16 bits; default
         the display's; 10/12-bit codes in a 16-bit PNG with an sBIT chunk), background
         grey outside the aperture, gamma-corrected for the display if asked, plus
-        ``manifest.csv`` and ``manifest.json``. Returns the manifest."""
+        ``manifest.csv`` and ``manifest.json`` (the display and the stimuli as JSON objects).
+        Files are named by image number, requested site (or target) and replicate, e.g.
+        ``000_site03_drive_r0.png``. Returns the manifest."""
         folder = Path(folder)
+        bit_depth = display.bit_depth if bit_depth is None else check_bit_depth(bit_depth)
         if folder.exists() and any(folder.iterdir()) and not overwrite:
             raise FileExistsError(
                 f"export folder {str(folder)!r} is not empty; pass overwrite=True to replace files"
             )
         folder.mkdir(parents=True, exist_ok=True)
-        bit_depth = display.bit_depth if bit_depth is None else int(bit_depth)
         values = self.display_values(display, gamma_correct, bit_depth)
         measured_on = self.attrs.get("display")
         rows = []
+        has_site = "site" in self.table.columns
         for k, row in enumerate(self.table.itertuples(index=False)):
-            name = f"{row.stimulus_id}.png"
+            who = f"site{int(row.site):02d}" if has_site else _slug(str(row.target))
+            replicate = int(getattr(row, "replicate", 0))
+            name = f"{k:03d}_{who}_{row.objective}_r{replicate}.png"
             write_png(folder / name, values[k], bit_depth)
             u, v = display.deg_to_px(row.position_x_deg, row.position_y_deg)
             rows.append(
                 {
                     "stimulus_id": row.stimulus_id,
                     "file": name,
+                    **({"site": int(row.site)} if has_site else {}),
                     "size_deg": row.size_deg,
                     "position_x_deg": row.position_x_deg,
                     "position_y_deg": row.position_y_deg,
@@ -212,6 +214,7 @@ class SynthesisResult:
                     "center_x_px": float(u),
                     "center_y_px": float(v),
                     "target": row.target,
+                    "replicate": replicate,
                     "objective": row.objective,
                     "predicted_response_hz": row.response,
                     "seed": self.attrs.get("seed"),
@@ -227,19 +230,22 @@ class SynthesisResult:
         manifest.to_csv(folder / "manifest.csv", index=False)
         meta = {
             "display": display.to_dict(),
-            "predictions_measured_on_display": measured_on,
+            "predictions_measured_on_display": _unjson(measured_on),
             "objective": self.attrs.get("objective"),
             "stimuli": rows,
         }
-        (folder / "manifest.json").write_text(
-            json.dumps(json_attrs(meta) | {"stimuli": rows}, indent=2, default=_json_default)
-        )
+        (folder / "manifest.json").write_text(json.dumps(meta, indent=2, default=_json_default))
         return manifest
 
 
 def read_manifest(folder: str | os.PathLike) -> pd.DataFrame:
     """The manifest an export wrote (from manifest.csv)."""
     return pd.read_csv(Path(folder) / "manifest.csv")
+
+
+def _slug(text: str) -> str:
+    """A file-name-safe form of a target name (no path separators, no dots in front)."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-")[:60] or "target"
 
 
 def _plain(values: np.ndarray) -> np.ndarray:
