@@ -201,6 +201,20 @@ def test_sweep_on_two_workers_equals_serial_and_resumes(tmp_path, monkeypatch):
             ('region = "V1" }]', 'region = "V1", at_mm = { prefer = "cat" } }]'),
             r"condition.perturbations: at_mm as a table chooses the site preferring a label",
         ),
+        # wrong types: one line naming the key (volume_ul = [1] was a TypeError from '<')
+        (
+            ('type = "Lesion", region = "V1"', 'type = "Muscimol", region = "V1", volume_ul = [1]'),
+            r":23: condition.perturbations: volume_ul must be a number >= 0, got \[1\]",
+        ),
+        (("seed = 0", "seed = 0\ndisplay = 5"), r":4: display: must be a table \[display\]"),
+        (
+            ("seed = 0", "seed = 0\n[display]\nbit_depth = 8.7"),
+            r":5: display.bit_depth: must be an integer: 8, 10, 12 or 16, got 8.7",
+        ),
+        (
+            ("seed = 0", "seed = 0\n[display]\nresolution = [1920]"),
+            r"display.resolution: must be two integers",
+        ),
     ],
 )
 def test_bad_experiment_files(edit, message):
@@ -230,6 +244,30 @@ def test_cli_run_and_list(tmp_path, capsys):
         and "implant.colour" in err
         and len(err.splitlines()) == 1
     )
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        # values only the library can judge: still one line with the file, line and table
+        (("[model]", "[display]\ngamma = -2\n\n[model]"), r"^bad.toml:5: display: gamma must be"),
+        (
+            ('region = "V1" }]', 'region = "V1", at_mm = "a", radius_mm = 1.0 }]'),
+            r"^bad.toml:21: condition.lesion: at_mm must be \(x_mm, y_mm\)",
+        ),
+        (
+            ("orientation_deg = {", "phase_deg = nan\norientation_deg = {"),
+            r"^bad.toml:14: stimuli.gratings: .*phase_deg must be a finite number",
+        ),
+    ],
+)
+def test_runtime_errors_name_file_and_line(edit, message, tmp_path):
+    old, new = edit
+    assert old in BASE
+    exp = Experiment(experiments.parse(BASE.replace(old, new, 1), "bad.toml"))
+    with pytest.raises(ExperimentError, match=message):
+        exp.run(tmp_path / "out", progress=False)
+    assert not (tmp_path / "out" / "results.zarr").exists()
 
 
 def test_experiment_is_public_and_with_parameters_names_bad_paths():

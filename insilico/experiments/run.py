@@ -20,7 +20,7 @@ import perturb
 import stimuli as stim_mod
 from insilico.analysis import orientation_selectivity, tuning_curve
 from insilico.experiments import stats
-from insilico.experiments.spec import ExperimentError, Spec, load, parse
+from insilico.experiments.spec import ExperimentError, Spec, load, located, parse
 from recordings.format import json_attrs
 from stimuli.synthesis.result import SynthesisResult
 
@@ -311,10 +311,13 @@ class Experiment:
         model = lab.load_model(
             s.model["name"], weights=s.model.get("weights"), device=s.model.get("device", "cpu")
         )
-        display = lab.Display(
-            **{k: tuple(v) if isinstance(v, list) else v for k, v in s.display.items()}
-        )
-        rig = lab.Rig(model, display=display, fixation_deg=tuple(s.rig.get("fixation_deg", (0, 0))))
+        with located(s.where("display")):
+            display = lab.Display(
+                **{k: tuple(v) if isinstance(v, list) else v for k, v in s.display.items()}
+            )
+        with located(s.where("rig")):
+            fixation = tuple(s.rig.get("fixation_deg", (0, 0)))
+            rig = lab.Rig(model, display=display, fixation_deg=fixation)
         implants = {}
         for item in s.implants:
             kw = {
@@ -322,7 +325,8 @@ class Experiment:
                 for k, v in item.items()
                 if k not in ("name", "region", "n_sites")
             }
-            implants[item["name"]] = rig.implant(item["region"], item["n_sites"], **kw)
+            with located(s.where("implant", item["name"])):
+                implants[item["name"]] = rig.implant(item["region"], item["n_sites"], **kw)
         stimuli = {}
         for item in s.stimuli:
             kw = {k: v for k, v in item.items() if k not in ("name", "kind")}
@@ -335,10 +339,8 @@ class Experiment:
                 kw["a"], kw["b"] = stimuli[kw["a"]], stimuli[kw["b"]]
             elif item["kind"] == "concat":
                 kw["sets"] = {name: stimuli[name] for name in kw["sets"]}
-            try:
+            with located(s.where("stimuli", item["name"])):
                 stimuli[item["name"]] = getattr(stim_mod, item["kind"])(**kw)
-            except TypeError as err:
-                raise ExperimentError(f"{s.source}: stimuli.{item['name']}: {err}") from None
         conditions = {"control": []}
         for item in s.conditions:
             ps = []
@@ -359,9 +361,10 @@ class Experiment:
                         )
                     except (ValueError, KeyError) as err:
                         raise ExperimentError(
-                            f"{s.source}: condition.{item['name']}: at_mm: {err}"
+                            f"{s.where('condition', item['name'])}: at_mm: {err}"
                         ) from None
-                ps.append(getattr(perturb, p["type"])(**kw))
+                with located(s.where("condition", item["name"])):
+                    ps.append(getattr(perturb, p["type"])(**kw))
             conditions[item["name"]] = ps
         return {
             "model": model,
@@ -518,7 +521,8 @@ class Experiment:
         from tqdm.auto import tqdm
 
         for m in tqdm(self.spec.measures, desc=self.spec.name, disable=not progress):
-            results[m["name"]] = self.run_measure(env, m)
+            with located(self.spec.where("measure", m["name"])):
+                results[m["name"]] = self.run_measure(env, m)
         store = out / "results.zarr"
         if store.exists():
             shutil.rmtree(store)
@@ -551,7 +555,7 @@ RUN_OUTPUTS = {"results.zarr", "sweep.zarr", "report.md", "predictions.json", "f
 
 
 def _run_identity(spec: Spec) -> dict[str, Any]:
-    body = {k: v for k, v in spec.__dict__.items() if k not in ("source",)}
+    body = {k: v for k, v in spec.__dict__.items() if k not in ("source", "table_lines")}
     blob = json.dumps(body, sort_keys=True, default=str)
     import hashlib
 

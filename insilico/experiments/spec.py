@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 import re
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,21 @@ OPERATORS = ("<=", ">=", "<", ">")
 
 class ExperimentError(ValueError):
     """A bad experiment file: the message names the key and, when known, its line."""
+
+
+@contextmanager
+def located(where: str) -> Iterator[None]:
+    """Re-raise a bad value met while building or running a table as one line that names
+    the experiment file, the table's line and name (``file.toml:12: stimuli.test: ...``)."""
+    try:
+        yield
+    except ExperimentError as err:
+        if str(err).startswith(where.split(":")[0]):  # already names the file
+            raise
+        raise ExperimentError(f"{where}: {err}") from None
+    except (ValueError, TypeError) as err:
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ExperimentError(f"{where}: {message}") from None
 
 
 class _Lines:
@@ -83,9 +100,21 @@ class Spec:
     predictions: list[dict[str, Any]] = field(default_factory=list)
     sweep: dict[str, Any] | None = None
     source: str = ""
+    #: line of each table in the file: (table, index) -> line number (for runtime errors)
+    table_lines: dict[tuple[str, int], int] = field(default_factory=dict, repr=False, compare=False)
 
     def names(self, kind: str) -> list[str]:
         return [item["name"] for item in getattr(self, kind)]
+
+    def where(self, table: str, name: str | None = None) -> str:
+        """``file:line: table.name`` of a table (by its ``name`` key) for error messages."""
+        index = 0
+        if name is not None:
+            items = getattr(self, table if table == "stimuli" else table + "s", [])
+            index = next((k for k, it in enumerate(items) if it.get("name") == name), 0)
+        line = self.table_lines.get((table, index))
+        place = f"{self.source}:{line}" if line else self.source
+        return f"{place}: {table}{'.' + name if name else ''}"
 
 
 class _Validator:
@@ -197,6 +226,9 @@ def parse(text: str, source: str = "<experiment>") -> Spec:
         v.fail("must be a table [model]", "", 0, "model")
     v.keys("model", 0, model, {"name", "weights", "device"}, required=("name",))
     v.typed("model", 0, model, "name", str, "a model name string")
+    for key in ("display", "rig", "sweep"):
+        if key in data and not isinstance(data[key], dict):
+            v.fail(f"must be a table [{key}], got {data[key]!r}", "", 0, key)
     display = data.get("display", {})
     v.keys(
         "display",
@@ -206,6 +238,16 @@ def parse(text: str, source: str = "<experiment>") -> Spec:
     )
     for key in ("distance_cm", "width_cm", "height_cm", "gamma", "background"):
         v.typed("display", 0, display, key, int | float, "a number")
+    v.typed("display", 0, display, "bit_depth", int, "an integer: 8, 10, 12 or 16")
+    res = display.get("resolution", [1, 1])
+    if not (
+        isinstance(res, list)
+        and len(res) == 2
+        and all(isinstance(r, int) and not isinstance(r, bool) for r in res)
+    ):
+        v.fail(
+            f"must be two integers [width_px, height_px], got {res!r}", "display", 0, "resolution"
+        )
     rig = data.get("rig", {})
     v.keys("rig", 0, rig, {"fixation_deg"})
     v.degrees("rig", 0, rig, "fixation_deg")
@@ -309,8 +351,17 @@ def parse(text: str, source: str = "<experiment>") -> Spec:
                         i,
                         "perturbations",
                     )
-            for key in ("volume_ul", "current_ua", "power_mw", "radius_mm"):
-                if key in p and (isinstance(p[key], str) or p[key] < 0):
+            for key in (
+                "volume_ul",
+                "current_ua",
+                "power_mw",
+                "radius_mm",
+                "pulse_hz",
+                "duration_ms",
+                "spread_scale",
+            ):
+                value = p.get(key, 0)
+                if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                     v.fail(
                         f"{key} must be a number >= 0, got {p[key]!r}",
                         "condition",
@@ -490,6 +541,7 @@ def parse(text: str, source: str = "<experiment>") -> Spec:
         predictions=predictions,
         sweep=sweep,
         source=source,
+        table_lines=dict(lines.tables),
     )
 
 

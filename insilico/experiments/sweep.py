@@ -22,7 +22,7 @@ import torch
 import xarray as xr
 import zarr
 
-from insilico.experiments.spec import ExperimentError
+from insilico.experiments.spec import ExperimentError, located
 from recordings.format import as_string_array
 
 if TYPE_CHECKING:
@@ -54,7 +54,8 @@ def run_task(exp: Experiment, index: int, params: dict[str, Any], store: str) ->
         task = exp.with_parameters(params)
         m = _measure(task)
         env = task.build()
-        out = task.run_measure(env, m)
+        with located(task.spec.where("measure", m["name"])):
+            out = task.run_measure(env, m)
         metric = SWEEP_METRICS[m["kind"]]
         values = np.stack([np.asarray(out[c].values[metric], dtype=np.float64) for c in out])
         controls = np.full((len(out), 3), np.nan)  # compare: controls' mean, sd, directional p
