@@ -482,7 +482,8 @@ class Experiment:
             out[m["perturbation"]] = mo
         for mo in out.values():
             for name, vals in mo.values.items():
-                agg = RECORD_METRICS.get(name, (None, np.mean, ""))[1]
+                # the statistic the predictions use (median |d'|, median OSI, ...)
+                agg = RECORD_METRICS.get(name, (None, OTHER_STATS.get(name, np.mean), ""))[1]
                 if len(vals):
                     mo.summary.setdefault(name, float(agg(vals)))
         return out
