@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -75,7 +76,8 @@ def test_every_shipped_experiment_validates():
 def test_shipped_experiment_runs_on_tiny(name, tmp_path):
     exp = Experiment.from_toml(experiments.resolve(name)).with_model("tiny")
     res = exp.run(tmp_path / name, progress=False)
-    assert all(p["verdict"] in ("supported", "falsified", "inconclusive") for p in res.predictions)
+    for p in res.predictions:  # each verdict follows from its own interval, null and controls
+        assert_verdict_follows(p)
     report = (tmp_path / name / "report.md").read_text()
     assert "## Predictions" in report and res.figures
     for fig in res.figures:
@@ -90,6 +92,30 @@ def test_shipped_experiment_runs_on_tiny(name, tmp_path):
     assert any(v.startswith("metric__") for v in stored.data_vars)
     verdicts = json.loads((tmp_path / name / "predictions.json").read_text())
     assert [v["name"] for v in verdicts] == [p["name"] for p in res.predictions]
+
+
+def assert_verdict_follows(p: dict) -> None:
+    """Re-derive a verdict from the numbers it reports: the value lies inside its interval; a
+    supported claim's interval clears the threshold (and the computed null's 95th percentile,
+    and the matched controls); a falsified one's lies wholly on the wrong side."""
+    lo, hi = p["ci"]
+    assert lo - 1e-9 <= p["value"] <= hi + 1e-9, p
+    op, thr = re.match(r"\s*(<=|>=|<|>)\s*(\S+)", p["expect"]).groups()
+    thr = float(thr)
+    above = op in (">", ">=")
+    clears = lo > thr if above else hi < thr
+    wrong_side = hi < thr if above else lo > thr
+    if p["verdict"] == "supported":
+        assert clears, p
+        if "null_95" in p:
+            assert lo > p["null_95"] if above else hi < p["null_value"], p
+        if "controls_criterion" in p:  # "directional p <= 0.05"
+            assert p["p_directional"] <= float(p["controls_criterion"].split("<=")[1]) + 1e-9
+    elif p["verdict"] == "falsified":
+        assert wrong_side or p.get("p_directional", 0) >= 0.5, p
+    else:
+        assert p["verdict"] == "inconclusive", p
+        assert not wrong_side, p
 
 
 def test_true_prediction_supported_false_one_falsified(tmp_path):
@@ -293,7 +319,8 @@ def test_sweep_store_of_another_sweep_is_refused_and_overwrite_starts_afresh(tmp
     # run() resumes its sweep.zarr, and with overwrite=True runs every task again
     out = tmp_path / "run"
     exp.run(out, progress=False)
-    assert exp.run(out, progress=False).predictions is not None
+    again_res = exp.run(out, progress=False)
+    assert [p["name"] for p in again_res.predictions] == [p["name"] for p in exp.spec.predictions]
     resumed = sweep_mod.run_sweep(exp, out / "sweep.zarr", progress=False)
     assert resumed.attrs["tasks_run"] == 0
     other.run(out, overwrite=True, progress=False)
