@@ -383,6 +383,30 @@ def test_compare_sweep_reports_effects_with_their_controls(tmp_path):
     assert res.figures and any(f.endswith("sweep.png") for f in res.figures)
 
 
+def test_figures_label_units_and_map_site_sweeps(tmp_path):
+    import pandas as pd
+
+    from insilico.experiments.report import _sweep_map_figure, parameter_label
+
+    assert parameter_label("sf_cpd") == "spatial frequency (cycles/deg)"
+    assert parameter_label("inject.0.volume_ul") == "inject: muscimol volume (µl)"
+    assert "0 = vertical bars" in parameter_label("orientation_deg")
+    sites = [[x, y] for y in (2.0, 5.0) for x in (2.0, 5.0)]
+    table = pd.DataFrame(
+        {
+            "inject.0.at_mm": [str(s) for s in sites] * 2,
+            "inject.0.volume_ul": [0.5] * 4 + [1.0] * 4,
+            "effect (inject)": np.linspace(-0.02, 0.0, 8),
+            "directional p (inject)": np.linspace(0.01, 1.0, 8),
+        }
+    )
+    assert _sweep_map_figure(table, tmp_path / "map.png")  # one panel per volume
+    assert (tmp_path / "map.png").stat().st_size > 10_000
+    no_site = table.drop(columns="inject.0.at_mm")
+    assert not _sweep_map_figure(no_site, tmp_path / "none.png")
+    assert not (tmp_path / "none.png").exists()
+
+
 def test_synthesize_measure_stores_its_images_as_a_synthesis_store(tmp_path):
     from insilico.viewer.layers import identify
     from stimuli.synthesis.result import SynthesisResult

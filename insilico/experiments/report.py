@@ -15,6 +15,34 @@ if TYPE_CHECKING:
     from insilico.experiments.run import Results
 
 
+#: axis labels with units for stimulus and sweep parameters (raw keys are not labels)
+PARAMETER_LABELS = {
+    "orientation_deg": "orientation (deg; 0 = vertical bars, counter-clockwise)",
+    "sf_cpd": "spatial frequency (cycles/deg)",
+    "size_deg": "stimulus diameter (deg)",
+    "phase_deg": "phase (deg)",
+    "contrast": "Michelson contrast",
+    "position_x_deg": "azimuth (deg)",
+    "position_y_deg": "elevation (deg)",
+    "volume_ul": "muscimol volume (µl)",
+    "current_ua": "current (µA)",
+    "power_mw": "light power (mW)",
+    "pulse_hz": "pulse rate (Hz)",
+    "duration_ms": "train duration (ms)",
+    "radius_mm": "radius (mm)",
+    "at_mm": "site on the sheet (x, y mm)",
+}
+
+
+def parameter_label(key: str) -> str:
+    """A readable axis label with units for a parameter key (``inject.0.volume_ul`` ->
+    ``inject: muscimol volume (µl)``)."""
+    leaf = key.split(".")[-1]
+    label = PARAMETER_LABELS.get(leaf, leaf.replace("_", " "))
+    head = key.split(".")[0] if "." in key else ""
+    return f"{head}: {label}" if head and head not in ("stimuli",) else label
+
+
 def _plt():
     import matplotlib
 
@@ -49,12 +77,16 @@ def _tuning_figure(name: str, by_cond: dict, parameter: str, path: Path) -> bool
         ax.set_title(str(ref.neuroid_id.values[k]), fontsize=8)
     axes[0, 0].legend(fontsize=7)
     for ax in axes[-1]:
-        ax.set_xlabel(parameter)
+        ax.set_xlabel(parameter_label(parameter), fontsize=8)
         if parameter == "sf_cpd":  # spatial frequency is read in octaves
             ax.set_xscale("log", base=2)
     for ax in axes[:, 0]:
         ax.set_ylabel("spikes/s (mean ± s.e.m.)")
-    fig.suptitle(f"{name}: tuning to {parameter}")
+    fig.suptitle(
+        f"{name}: tuning to {parameter_label(parameter)}\npanels: the {len(order)} sites with the "
+        f"largest peak-to-peak range in condition {next(iter(curves))!r}",
+        fontsize=9,
+    )
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return True
@@ -77,11 +109,18 @@ def _rf_figure(name: str, mo: Any, path: Path) -> bool:
             grid[np.searchsorted(ys, yy), np.searchsorted(xs, xx)] = (
                 v if np.isnan(cell) else max(cell, v)
             )
-        ax.imshow(grid, origin="lower", extent=[xs[0], xs[-1], ys[0], ys[-1]], cmap="magma")
+        im = ax.imshow(grid, origin="lower", extent=[xs[0], xs[-1], ys[0], ys[-1]], cmap="magma")
         ax.plot(r.rf_x_deg.values[k], r.rf_y_deg.values[k], "c+", ms=10)
         ax.set_title(str(r.neuroid_id.values[k]), fontsize=8)
-        ax.set_xlabel("azimuth (deg)")
-    fig.suptitle(f"{name}: receptive fields from sparse noise (+: unit table RF centre)")
+        ax.set_xlabel("azimuth (deg)", fontsize=8)
+        fig.colorbar(im, ax=ax, shrink=0.8).set_label("spikes/s", fontsize=7)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("elevation (deg)", fontsize=8)
+    fig.suptitle(
+        f"{name}: receptive fields from sparse noise (max over probe luminances; +: the unit "
+        f"table's RF centre)\npanels: the {len(order)} sites whose responses vary most",
+        fontsize=9,
+    )
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return True
@@ -120,6 +159,7 @@ def _effect_figure(name: str, mo: Any, path: Path) -> bool:
     ax.axvline(eff.effect, color="red", label="perturbation")
     ax.axvspan(eff.ci[0], eff.ci[1], color="red", alpha=0.2, label="95% CI")
     ax.set_xlabel(f"effect on {eff.readout} ({eff.unit})")
+    ax.set_ylabel("matched random controls (count)")
     ax.legend(fontsize=7)
     ax.set_title(f"{name}: {eff.perturbation.get('type')}")
     fig.savefig(path, dpi=100)
@@ -172,10 +212,79 @@ def _sweep_figure(table: Any, path: Path) -> bool:
         ax.plot(x, table[col], "o", label=col)
     ax.axhline(0, color="0.8", lw=0.8)
     ax.set_xticks(x, labels, rotation=60, ha="right", fontsize=7)
-    ax.set_xlabel(" / ".join(params))
+    ax.set_xlabel(" / ".join(parameter_label(p) for p in params))
     ax.set_ylabel(metrics[0].split(" (")[0])
     ax.legend(fontsize=7)
     fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def _sweep_map_figure(table: Any, path: Path) -> bool:
+    """A sweep over a site on the sheet (an ``at_mm`` parameter) as a map: one panel per value
+    of the other parameters, each swept site coloured by the effect (diverging, 0 = white,
+    one shared colour bar) and labelled with its directional p against matched controls."""
+    heads = tuple(f"{metric} (" for metric in SWEEP_METRICS.values())
+    metrics = [c for c in table.columns if c.startswith(heads)]
+    params = [c for c in table.columns if " (" not in c]
+    site = next((p for p in params if p.split(".")[-1] == "at_mm"), None)
+    if not metrics or site is None:
+        return False
+    import json
+
+    xy = np.array([json.loads(v) if isinstance(v, str) else v for v in table[site]], float)
+    others = [p for p in params if p != site]
+    groups = list(table.groupby(others, sort=True)) if others else [((), table)]
+    col = metrics[0]
+    cond = col[col.index("(") :]
+    values = table[col].to_numpy(float)
+    lim = float(np.nanmax(np.abs(values))) or 1.0
+    plt = _plt()
+    fig, axes = plt.subplots(
+        1,
+        len(groups),
+        figsize=(3.6 * len(groups) + 1.2, 3.6),
+        squeeze=False,
+        constrained_layout=True,
+    )
+    for ax, (key, sub) in zip(axes[0], groups):
+        rows = sub.index.to_numpy()
+        sc = ax.scatter(
+            xy[rows, 0],
+            xy[rows, 1],
+            c=values[rows],
+            cmap="RdBu_r",
+            vmin=-lim,
+            vmax=lim,
+            s=900,
+            marker="s",
+            edgecolors="0.5",
+        )
+        pcol = f"directional p {cond}"
+        for r in rows:
+            text = f"{values[r]:+.3g}"
+            if pcol in table:
+                text += f"\np={table[pcol].iloc[r]:.2g}"
+            dark = abs(values[r]) > 0.6 * lim
+            ax.annotate(
+                text, xy[r], ha="center", va="center", fontsize=6, color="w" if dark else "k"
+            )
+        key = key if isinstance(key, tuple) else (key,)
+        ax.set_title(
+            ", ".join(f"{parameter_label(p)} = {v}" for p, v in zip(others, key)) or col,
+            fontsize=8,
+        )
+        ax.set_xlabel("injection site x (mm on the sheet)", fontsize=8)
+        ax.set_aspect("equal")
+        pad = 0.15 * (np.ptp(xy[:, 0]) or 1.0) + 0.5
+        ax.set_xlim(xy[:, 0].min() - pad, xy[:, 0].max() + pad)
+        ax.set_ylim(xy[:, 1].min() - pad, xy[:, 1].max() + pad)
+    axes[0, 0].set_ylabel("injection site y (mm on the sheet)", fontsize=8)
+    fig.colorbar(sc, ax=axes[0].tolist(), shrink=0.8).set_label(
+        f"{col} vs control (p: directional, against matched random sites)", fontsize=7
+    )
+    fig.suptitle(f"sweep over {parameter_label(site)}", fontsize=9)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return True
@@ -296,5 +405,9 @@ def write_report(res: Results, sweep: Any = None) -> list[str]:
         if _sweep_figure(sweep, path):
             figures.append(str(path))
             lines += [f"![sweep](figures/{path.name})", ""]
+        path = figdir / "sweep_map.png"
+        if _sweep_map_figure(sweep, path):
+            figures.append(str(path))
+            lines += [f"![sweep map](figures/{path.name})", ""]
     (out / "report.md").write_text("\n".join(lines))
     return figures
