@@ -22,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from perturb.base import Perturbation, UnitMaps
+from stimuli.stimulus_set import check_seed
 
 READOUTS = ("behaviour", "choice", "neural")
 
@@ -233,6 +234,7 @@ def compare(
         raise TypeError(f"perturbation must be a Perturbation, got {perturbation!r}")
     if not isinstance(controls, int) or controls < 0:
         raise ValueError(f"controls must be an integer >= 0, got {controls!r}")
+    check_seed(seed)
     t0 = time.perf_counter()
     rig.check_visible(stimuli)
     region, fn, unit = _readout(rig, readout, task, labels, choice, targets)

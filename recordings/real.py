@@ -106,7 +106,11 @@ def load_responses(
             raise FileNotFoundError(f"no responses at {str(path)!r}")
         suffix = path.suffix.lower()
         if suffix == ".nwb":
-            rec = _from_nwb(path, window_ms)
+            try:
+                rec = _from_nwb(path, window_ms)
+            except (OSError, KeyError, RuntimeError) as err:  # h5py: not an HDF5/NWB file
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise ValueError(f"{str(path)!r} cannot be read as NWB: {first}") from None
         elif suffix in (".nc", ".netcdf", ".h5", ".hdf5") or path.is_dir():
             try:
                 ds = (

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from insilico.brain import BrainModel
+from stimuli.stimulus_set import check_seed
 
 #: Utah-array electrode pitch (Maynard, Nordhausen & Normann 1997)
 UTAH_PITCH_MM = 0.4
@@ -129,8 +130,7 @@ def implant(
         raise ValueError(f"n_sites={n_sites} exceeds the {len(table)} units of {region}")
     if not isinstance(pitch_mm, int | float) or not pitch_mm > 0:
         raise ValueError(f"pitch_mm must be a positive number of mm, got {pitch_mm!r}")
-    if not isinstance(seed, int | np.integer) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    check_seed(seed)
     if at_deg is not None and at_mm is not None:
         raise ValueError("give at_deg or at_mm, not both")
     if at_mm is not None:

@@ -423,6 +423,7 @@ def map_neurons(
 
     if method not in ("ridge", "pls"):
         raise ValueError(f"method must be 'ridge' or 'pls', got {method!r}")
+    stimuli.stimulus_set.check_seed(seed)
     responses = load_responses(responses)
     model = rig.model
     rc = model.region(region)

@@ -27,7 +27,7 @@ from rigs.arrays import UTAH_PITCH_MM, SiteArray, implant
 from rigs.behavior import Decoder, fit_decoder, imagenet_categories
 from rigs.mapping import MappedSites
 from stimuli import Display, StimulusSet
-from stimuli.stimulus_set import check_position_deg
+from stimuli.stimulus_set import check_position_deg, check_seed
 from stimuli.synthesis.result import SynthesisResult
 
 NOISE_MODELS = (None, "poisson")
@@ -340,6 +340,7 @@ class Rig:
     ) -> Decoder:
         """Fit a linear (logistic) decoder of ``labels`` from ``region``'s rates to
         ``stimuli``; its k-fold cross-validated accuracy is in the result."""
+        check_seed(seed)
         if isinstance(labels, str):
             if labels not in stimuli.meta.columns:
                 raise ValueError(f"labels {labels!r} is not a column of the stimulus table")
@@ -594,8 +595,7 @@ class Rig:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if noise not in NOISE_MODELS:
             raise ValueError(f"noise must be one of {NOISE_MODELS}, got {noise!r}")
-        if not isinstance(seed, int | np.integer) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        check_seed(seed)
         bins = np.asarray(time_bins, dtype=float)
         if bins.ndim != 2 or bins.shape[1] != 2 or not (bins[:, 1] > bins[:, 0]).all():
             raise ValueError(

@@ -110,6 +110,7 @@ def synthesize(
     """
     model = rig.model
     vd = model.visual_degrees
+    stimuli.stimulus_set.check_seed(seed)
     if not isinstance(steps, int) or steps <= 0:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
     if not isinstance(n_per_target, int) or n_per_target <= 0:
@@ -122,6 +123,13 @@ def synthesize(
     pos = stimuli.stimulus_set.check_position_deg(position_deg)
     if abs(pos[0]) - size / 2 >= vd / 2 or abs(pos[1]) - size / 2 >= vd / 2:
         raise ValueError(f"position_deg={position_deg!r} puts the image outside the field of view")
+    if (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, int | float)
+        or not math.isfinite(temperature)
+        or temperature <= 0
+    ):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
     if not 0 < rms_contrast <= 1:
         raise ValueError(f"rms_contrast must be in (0, 1], got {rms_contrast!r}")
     objective_fn = obj_mod.named(objective)

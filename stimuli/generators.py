@@ -24,7 +24,13 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from stimuli.stimulus_set import Rendered, StimulusSet, check_position_deg, check_size_deg
+from stimuli.stimulus_set import (
+    Rendered,
+    StimulusSet,
+    check_position_deg,
+    check_seed,
+    check_size_deg,
+)
 
 DEFAULT_PPD = 32.0
 #: gamma used to linearise 8-bit images (sRGB is close to a 2.2 power law)
@@ -286,8 +292,7 @@ def _noise_table(
 ) -> pd.DataFrame:
     if not isinstance(n, int | np.integer) or n <= 0:
         raise ValueError(f"n must be a positive integer number of stimuli, got {n!r}")
-    if not isinstance(seed, int | np.integer):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
+    check_seed(seed)
     x, y = check_position_deg(position_deg)
     table = pd.DataFrame(
         {
@@ -625,8 +630,7 @@ def natural(
         raise ValueError(f"half must be None, 'left' or 'right', got {half!r}")
     if not isinstance(n, int | np.integer) or n <= 0:
         raise ValueError(f"n must be a positive integer number of stimuli, got {n!r}")
-    if not isinstance(seed, int | np.integer):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
+    check_seed(seed)
     size_deg = check_size_deg(size_deg)
     x, y = check_position_deg(position_deg)
     shape = _shape_for(size_deg, _check_ppd(ppd))

@@ -36,6 +36,13 @@ class Rendered(NamedTuple):
 Renderer = Callable[[pd.DataFrame], Rendered]
 
 
+def check_seed(seed: Any, name: str = "seed") -> int:
+    """A random seed: a non-negative integer (numpy refuses -1 with a message naming nothing)."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
 def check_size_deg(size_deg: Any, name: str = "size_deg") -> float:
     """A size in degrees: a finite number > 0."""
     try:

@@ -247,6 +247,11 @@ def test_load_responses_stacks_a_repetition_dim_and_names_bad_input(tmp_path):
     broken.write_bytes(b"not a netcdf file at all")
     with pytest.raises(ValueError, match="cannot be read as responses"):
         recordings.load_responses(broken)
+    broken_nwb = tmp_path / "broken.nwb"  # h5py's OSError used to escape as a traceback
+    broken_nwb.write_bytes(b"not an HDF5 file")
+    pytest.importorskip("pynwb")
+    with pytest.raises(ValueError, match="cannot be read as NWB"):
+        recordings.load_responses(broken_nwb)
 
 
 def test_missing_or_corrupt_chunks_are_named(tiny_rig, setup, tmp_path):

@@ -162,6 +162,24 @@ def test_implant_bad_input(tiny_rig):
         tiny_rig.implant("V1", 4, seed=-1)
     with pytest.raises(ValueError, match="seed must be a non-negative integer, got -1"):
         tiny_rig.record(stimuli.blank(size_deg=2), "V1", seed=-1, progress=False)
+    # every seeded call names its seed (numpy's "expected non-negative integer" named nothing)
+    import perturb
+
+    nat = stimuli.natural(6, size_deg=2, seed=0)
+    v1 = tiny_rig.implant("V1", 4)
+    for call in (
+        lambda: stimuli.natural(2, size_deg=2, seed=-1),
+        lambda: stimuli.white_noise(2, size_deg=2, seed=-1),
+        lambda: tiny_rig.fit_task(nat, "source", seed=-1),
+        lambda: tiny_rig.synthesize(v1, steps=1, seed=-1, reference=nat, progress=False),
+        lambda: perturb.compare(
+            tiny_rig, nat, perturb.Lesion("V1"), targets="V1", readout="neural", seed=-1
+        ),
+    ):
+        with pytest.raises(ValueError, match="seed must be a non-negative integer, got -1"):
+            call()
+    with pytest.raises(ValueError, match="temperature must be a finite number > 0, got 0"):
+        tiny_rig.synthesize(v1, objective="one_hot", temperature=0, reference=nat, progress=False)
     arr = tiny_rig.implant("V1", 6)
     assert list(arr.sites[:2].site_numbers) == [0, 1]  # slices used to raise TypeError
     assert list(arr.sites[::3].site_numbers) == [0, 3]
