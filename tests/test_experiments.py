@@ -383,6 +383,16 @@ def test_compare_sweep_reports_effects_with_their_controls(tmp_path):
     assert res.figures and any(f.endswith("sweep.png") for f in res.figures)
 
 
+def test_sweep_parameters_take_ranges_and_name_bad_steps():
+    text = SWEEP.replace("[0.5, 1.0]", "{ start = 0.5, stop = 1.5, step = 0.5 }")
+    assert text != SWEEP
+    spec = experiments.parse(text, "s.toml")
+    assert spec.sweep["parameters"]["stimuli.gratings.contrast"] == [0.5, 1.0]
+    bad = SWEEP.replace("[0.5, 1.0]", '{ start = 0.5, stop = 1.5, step = "a" }')
+    with pytest.raises(ExperimentError, match=r"s.toml:\d+: sweep.parameters: .*step must be a"):
+        experiments.parse(bad, "s.toml")
+
+
 def test_figures_label_units_and_map_site_sweeps(tmp_path):
     import pandas as pd
 

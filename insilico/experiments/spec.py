@@ -500,7 +500,11 @@ def parse(text: str, source: str = "<experiment>") -> Spec:
         params = sweep["parameters"]
         if not isinstance(params, dict) or not params:
             v.fail("must be a table of 'path' = [values]", "sweep", 0, "parameters")
-        for path, values in params.items():
+        for path, values in list(params.items()):
+            try:  # a {start, stop, step} range sweeps its values
+                values = params[path] = _range(values)
+            except ValueError as err:
+                v.fail(f"parameter {path!r}: {err}", "sweep", 0, "parameters")
             parts = path.split(".")
             if len(parts) < 3 or parts[0] not in ("condition", "measure", "implant", "stimuli"):
                 v.fail(
