@@ -453,6 +453,16 @@ class Microstimulation(_Spatial):
         )
 
 
+def unit_dprime(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Signed d' per unit (column) between two sets of rates (rows = stimuli, spikes/s):
+    (mean_a - mean_b) / pooled sd, with 1e-6 (spikes/s)^2 added to the pooled variance so a
+    unit silent in both sets gives 0, not NaN. The one d' of the lab (category selectivity,
+    preferred sites)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    pooled_sd = np.sqrt(0.5 * (a.var(0) + b.var(0)) + 1e-6)
+    return (a.mean(0) - b.mean(0)) / pooled_sd
+
+
 def preferred_site(
     rig: Any,
     region: str,
@@ -484,8 +494,7 @@ def preferred_site(
         raise ValueError(f"radius_mm must be > 0 mm, got {radius_mm!r}")
     rates = rig.region_rates(stimuli, region).numpy().astype(np.float64)
     a, b = rates[is_pref], rates[~is_pref]
-    pooled_sd = np.sqrt(0.5 * (a.var(0) + b.var(0)) + 1e-6)
-    dprime = (a.mean(0) - b.mean(0)) / pooled_sd
+    dprime = unit_dprime(a, b)
     table = rig.model.units(region)
     mine = (table["hemisphere"] == hemisphere).to_numpy()
     xy = table[["tissue_x_mm", "tissue_y_mm"]].to_numpy(dtype=float)[mine]

@@ -378,3 +378,15 @@ def test_preferred_site_finds_the_patch_preferring_a_label(rig):
     assert h_minus_v(site_h) > 0 > h_minus_v(site_v)
     with pytest.raises(ValueError, match="prefer='x' must label some but not all"):
         preferred_site(rig, "V1", both, "set", "x")
+
+
+def test_unit_dprime_is_the_one_dprime_hand_computed():
+    """One d' for the lab (category selectivity and preferred sites used different epsilons)."""
+    from perturb.spatial import unit_dprime
+
+    a = np.array([[1.0, 2.0], [3.0, 2.0]])  # unit 0: mean 2, var 1; unit 1: constant 2
+    b = np.array([[0.0, 2.0], [0.0, 2.0]])  # unit 0: mean 0, var 0; unit 1: constant 2
+    d = unit_dprime(a, b)
+    assert d[0] == pytest.approx(2.0 / np.sqrt(0.5 + 1e-6))
+    assert d[1] == 0.0  # silent difference, zero variance: 0, not NaN
+    assert unit_dprime(b, a)[0] == pytest.approx(-d[0])  # signed

@@ -167,9 +167,7 @@ def _category_dprime(rec: xr.DataArray, labels: str) -> np.ndarray:
     r = rec.mean("time_bin").values
     lab_values = _strings(rec[labels].values)
     first = sorted(set(lab_values))[0]
-    a, b = r[lab_values == first], r[lab_values != first]
-    sd = np.sqrt(0.5 * (a.var(0) + b.var(0))) + 1e-6
-    return np.abs(a.mean(0) - b.mean(0)) / sd
+    return np.abs(perturb.spatial.unit_dprime(r[lab_values == first], r[lab_values != first]))
 
 
 RECORD_METRICS = {
