@@ -20,12 +20,14 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 import recordings
+from insilico import __version__
 from insilico.brain import BrainModel
 from perturb.base import Perturbation
 from recordings.format import NEUROID_COORDS, as_string_array
 from rigs.arrays import UTAH_PITCH_MM, SiteArray, implant
 from rigs.behavior import Decoder, fit_decoder, imagenet_categories
-from rigs.mapping import MappedSites
+from rigs.mapping import MappedSites, map_neurons
+from rigs.synthesis import synthesize
 from stimuli import Display, StimulusSet
 from stimuli.stimulus_set import check_position_deg, check_seed
 from stimuli.synthesis.result import SynthesisResult
@@ -41,12 +43,6 @@ class _Target:
     sites: np.ndarray  # site number per unit, -1 when not recorded through an array
     whole: bool = False  # all units of the region, in table order
     mapped: MappedSites | None = None  # linear readouts of the layer instead of units
-
-
-def _package_version() -> str:
-    import insilico
-
-    return insilico.__version__
 
 
 def _as_stimulus_set(stimuli: Any) -> StimulusSet:
@@ -420,8 +416,6 @@ class Rig:
         ``stimulus_id``. ``noise_ceiling="auto"`` (from repetitions when there are any),
         True (required) or False. Returns MappedSites, usable as targets of ``record``,
         ``synthesize`` and ``behave``-style readouts; see ``report()``."""
-        from rigs.mapping import map_neurons
-
         return map_neurons(self, responses, region, method=method, cv=cv, seed=seed, **kwargs)
 
     # synthesis --------------------------------------------------------------------------
@@ -441,8 +435,6 @@ class Rig:
         (aperture, mean luminance = background, RMS contrast, gamut) and their responses
         re-measured as the display shows them.
         """
-        from rigs.synthesis import synthesize
-
         return synthesize(self, targets, objective, **kwargs)
 
     # arrays -----------------------------------------------------------------------------
@@ -647,7 +639,7 @@ class Rig:
             bar.close()
             attrs = {
                 "units": "spikes/s",
-                "insilico_version": _package_version(),
+                "insilico_version": __version__,
                 "model": self.model.name,
                 "weights_id": self.model.weights_id,
                 "brain_like": self.model.brain_like,

@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 
 import stimuli
+from insilico import __version__
 from rigs.arrays import SiteArray
 from rigs.mapping import MappedSites
 from stimuli.synthesis import objectives as obj_mod
@@ -357,16 +358,10 @@ def synthesize(
             "n": len(reference),
             "equated_fingerprint": ref.fingerprint() if equate_reference else None,
         },
-        "insilico_version": _version(),
+        "insilico_version": __version__,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
     return result
-
-
-def _version() -> str:
-    import insilico
-
-    return insilico.__version__
 
 
 TRANSFER_COLUMNS = (
