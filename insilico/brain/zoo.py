@@ -21,6 +21,10 @@ from insilico.brain import commitments
 from insilico.brain.model import BrainModel
 
 OFFLINE_ENV = "INSILICO_OFFLINE"
+#: set to "0" to load EfficientNet-Lite networks with their BatchNorms unfolded by default
+FOLD_ENV = "INSILICO_FOLD_BN"
+#: architectures whose inference-mode BatchNorms are folded into their convolutions on loading
+FOLDABLE = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 
 
 class NotBrainLikeWarning(UserWarning):
@@ -64,7 +68,7 @@ def _torchvision_state(spec: str) -> tuple[dict | None, str]:
 def _build(c: commitments.Commitment, weights: str | os.PathLike | None):
     """(network, weights_id, brain_like) for a commitment."""
     arch = c.architecture
-    if arch in ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"):
+    if arch in FOLDABLE:
         from insilico.brain.nets.efficientnet_lite import (
             EfficientNetLite0,
             file_sha256,
@@ -117,16 +121,34 @@ def _build(c: commitments.Commitment, weights: str | os.PathLike | None):
 
 
 def load_model(
-    name: str, weights: str | os.PathLike | None = None, device: str = "cpu"
+    name: str,
+    weights: str | os.PathLike | None = None,
+    device: str = "cpu",
+    fold_bn: bool | None = None,
 ) -> BrainModel:
     """Load brain model ``name`` (see ``models()``), or a commitment TOML file by path.
 
     ``weights`` overrides the default weights with a local state-dict file.
+
+    EfficientNet-Lite networks are loaded for inference with every BatchNorm folded into the
+    convolution before it (``insilico.brain.nets.fold``): the same function to float rounding
+    (about 1e-6 relative at the region layers), a faster forward pass, and ``nn.Identity`` in
+    place of each BatchNorm (module names unchanged; the state dict then has no BatchNorm
+    entries). A region's committed layer is never folded into. ``weights_id`` still names the
+    trained weights file, so cached unit tables stay valid. Opt out with ``fold_bn=False``, or
+    for every call that does not pass ``fold_bn`` (the CLI, experiments) with the environment
+    variable ``INSILICO_FOLD_BN=0``. Other architectures are never folded.
     """
     if not isinstance(name, str | os.PathLike):
         raise TypeError(f"model name must be a string, got {type(name).__name__}")
     c = commitments.load(name)
     net, weights_id, brain_like = _build(c, weights)
+    if fold_bn is None:
+        fold_bn = os.environ.get(FOLD_ENV, "1").strip() != "0"
+    if fold_bn and c.architecture in FOLDABLE:
+        from insilico.brain.nets.fold import fold_batchnorm
+
+        fold_batchnorm(net, keep=[rc.layer for rc in c.regions.values()])
     return BrainModel(net, c, weights_id=weights_id, brain_like=brain_like, device=device)
 
 
