@@ -1,29 +1,124 @@
 """rig.record throughput against raw torch on the same work, in one process.
 
-The raw-torch baseline runs the same network, truncated at the same layer, on the
-already-rendered input tensors (what ``rig.present`` produced), same batch size and
-threads. ``rig.record`` starts from the StimulusSet, so its time includes rendering,
-unit gathering, the rate mapping and building the xarray.
+Per region, four jobs on the same images, same batch size and threads, run round-robin
+(``--repeats`` rounds after one warm-up round, so machine-speed drifts hit all of them):
+
+* ``record``: ``rig.record`` of the whole region on the loaded model (BatchNorm folded into
+  the convolutions, ``load_model``'s default). It starts from the StimulusSet, so its time
+  includes rendering, unit gathering, the rate mapping and building the xarray.
+* ``raw``: plain torch on the same (folded, channels-last) network, truncated at the region's
+  layer, on the already-rendered input tensors (what ``rig.present`` produced).
+* ``raw_unfolded``: the same on the network loaded with ``fold_bn=False``: folding's own gain.
+* ``naive``: what a user writes by hand: the unfolded network in its default (NCHW) memory
+  format, ``net.eval()``, ``with torch.no_grad():`` normalise, then the network's own modules
+  called in order up to the region's layer (stem, ``_blocks[: k + 1]``), not to the logits.
+
+Achieved GFLOP/s counts the multiply-adds (2 FLOPs each) of every Conv2d and Linear up to
+the region's layer (forward hooks on a one-image pass; BatchNorm, activations and residual
+additions are not counted), against the peak of a 2048 x 2048 float32 matmul on the same
+threads.
 
     python tests/benchmarks/bench_record.py                 # EfficientNet-Lite0, 512 images
     python tests/benchmarks/bench_record.py --quick         # tiny model smoke run (CI)
 
-Prints JSON: best images/s of each and the median of paired ratios record/raw (runs
-alternate, so machine-speed drifts hit both) per region (target: ratio >= 0.9).
+Prints JSON per region: best images/s of each job, the median of per-round ratios record/raw
+(target >= 0.9), naive/record time (``speedup_vs_naive``, goal >= 1.25) and raw_unfolded/raw
+time (``fold_speedup``), GFLOP per image and achieved GFLOP/s.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import sys
+import time
+from collections.abc import Callable
 
 import torch
+from torch import nn
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import paired, raw_truncated_forward, write_result
+from _common import raw_truncated_forward, write_result
 
 import insilico as lab
+from insilico.brain.nets.fold import count_batchnorm
+
+
+def round_robin(jobs: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
+    """Wall times of each job over ``repeats`` rounds (a, b, c, a, b, c, ...) after one
+    warm-up round."""
+    for fn in jobs.values():
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in jobs}
+    for _ in range(repeats):
+        for name, fn in jobs.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def median_ratio(num: list[float], den: list[float]) -> float:
+    ratios = sorted(a / b for a, b in zip(num, den, strict=True))
+    return ratios[len(ratios) // 2]
+
+
+def naive_forward(net: nn.Module, mean, std, images: torch.Tensor, layer: str, batch_size: int):
+    """What a user writes by hand: eval mode, no_grad, default memory format, the network's
+    modules called in order up to ``layer`` (EfficientNet-Lite ``_blocks.N``, TinyNet)."""
+    net.eval()
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            x = (images[start : start + batch_size] - mean) / std
+            if layer.startswith("_blocks."):
+                x = torch.nn.functional.relu6(net._bn0(net._conv_stem(x)))
+                for block in net._blocks[: int(layer.split(".")[1]) + 1]:
+                    x = block(x)
+            else:
+                for name in ("v1", "v2", "v4", "it"):
+                    x = getattr(net, name)(x)
+                    if name == layer:
+                        break
+            x.reshape(len(x), -1).cpu()
+
+
+def flops_to(model, layer: str) -> float:
+    """Conv2d + Linear FLOPs (2 per multiply-add) of one image up to ``layer``."""
+    total = [0.0]
+
+    def count(module: nn.Module, args, out: torch.Tensor) -> None:
+        if isinstance(module, nn.Conv2d):
+            kh, kw = module.kernel_size
+            total[0] += 2.0 * out[0].numel() * (module.in_channels // module.groups) * kh * kw
+        else:
+            total[0] += 2.0 * module.in_features * module.out_features
+
+    handles = [
+        m.register_forward_hook(count)
+        for m in model.network.modules()
+        if isinstance(m, nn.Conv2d | nn.Linear)
+    ]
+    try:
+        model.activations(model._blank(1), [layer])
+    finally:
+        for h in handles:
+            h.remove()
+    return total[0]
+
+
+def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """Best float32 GFLOP/s of an n x n @ n x n matmul on the current threads."""
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(n, n, generator=gen), torch.randn(n, n, generator=gen)
+    out = torch.empty(n, n)
+    torch.mm(a, b, out=out)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        torch.mm(a, b, out=out)
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * n**3 / best / 1e9
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -40,35 +135,62 @@ def main(argv: list[str] | None = None) -> dict:
     if args.quick:
         args.model, args.n, args.repeats = "tiny", 64, 1
     torch.set_num_threads(args.threads)
-    model = lab.load_model(args.model)
+    model = lab.load_model(args.model)  # folded (the default)
+    unfolded = lab.load_model(args.model, fold_bn=False)
+    naive_net = copy.deepcopy(unfolded.network).to(memory_format=torch.contiguous_format)
     rig = lab.Rig(model)
     stim = lab.stimuli.natural(
         args.n, size_deg=model.visual_degrees, seed=0, ppd=model.input_size / model.visual_degrees
     )
-    images = rig.present(stim)  # the already-rendered tensors the baseline gets
+    images = rig.present(stim)  # the already-rendered tensors the baselines get
+    peak = matmul_peak_gflops()
     result = {
         "model": args.model,
         "n_images": args.n,
         "batch_size": args.batch_size,
         "threads": args.threads,
         "torch": torch.__version__,
+        "batchnorms_left": {
+            "record": count_batchnorm(model.network),
+            "naive": count_batchnorm(naive_net),
+        },
+        "peak_matmul_gflop_per_s": round(peak, 1),
         "regions": {},
     }
+    bs = args.batch_size
     for region in args.regions.split(","):
         layer = model.region(region).layer
         model.region_units(region)  # measure/cache units outside the timing
-        timing = paired(
-            lambda layer=layer: raw_truncated_forward(model, images, layer, args.batch_size),
-            lambda region=region: rig.record(
-                stim, region, batch_size=args.batch_size, progress=False
-            ),
+        t = round_robin(
+            {
+                "raw": lambda layer=layer: raw_truncated_forward(model, images, layer, bs),
+                "record": lambda region=region: rig.record(
+                    stim, region, batch_size=bs, progress=False
+                ),
+                "raw_unfolded": lambda layer=layer: raw_truncated_forward(
+                    unfolded, images, layer, bs
+                ),
+                "naive": lambda layer=layer: naive_forward(
+                    naive_net, unfolded._mean, unfolded._std, images, layer, bs
+                ),
+            },
             args.repeats,
         )
+        rate = {k: args.n / min(v) for k, v in t.items()}
+        gflop = flops_to(model, layer) / 1e9
         result["regions"][region] = {
             "layer": layer,
-            "raw_torch_img_per_s": round(args.n / timing["a_best_s"], 1),
-            "record_img_per_s": round(args.n / timing["b_best_s"], 1),
-            "ratio": round(timing["median_ratio"], 3),
+            "record_img_per_s": round(rate["record"], 1),
+            "raw_torch_img_per_s": round(rate["raw"], 1),
+            "raw_unfolded_img_per_s": round(rate["raw_unfolded"], 1),
+            "naive_unfolded_img_per_s": round(rate["naive"], 1),
+            "ratio": round(median_ratio(t["raw"], t["record"]), 3),
+            "speedup_vs_naive": round(median_ratio(t["naive"], t["record"]), 3),
+            "fold_speedup": round(median_ratio(t["raw_unfolded"], t["raw"]), 3),
+            "gflop_per_img": round(gflop, 4),
+            "record_gflop_per_s": round(gflop * rate["record"], 2),
+            "naive_gflop_per_s": round(gflop * rate["naive"], 2),
+            "record_pct_of_peak": round(100 * gflop * rate["record"] / peak, 1),
         }
     write_result(args.json, result)
     return result
