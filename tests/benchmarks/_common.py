@@ -44,6 +44,21 @@ def paired(fn_a: Callable[[], object], fn_b: Callable[[], object], repeats: int)
     return {"a_best_s": min(ta), "b_best_s": min(tb), "median_ratio": ratios[len(ratios) // 2]}
 
 
+def forward_to(net: torch.nn.Module, x: torch.Tensor, layer: str) -> torch.Tensor:
+    """The network's own modules called in order up to ``layer`` (EfficientNet-Lite
+    ``_blocks.N`` or TinyNet ``v1``..``it``): the truncated forward a user writes by hand."""
+    if layer.startswith("_blocks."):
+        x = torch.nn.functional.relu6(net._bn0(net._conv_stem(x)))
+        for block in net._blocks[: int(layer.split(".")[1]) + 1]:
+            x = block(x)
+        return x
+    for name in ("v1", "v2", "v4", "it"):
+        x = getattr(net, name)(x)
+        if name == layer:
+            break
+    return x
+
+
 def raw_truncated_forward(model, images: torch.Tensor, layer: str, batch_size: int) -> None:
     """Baseline: plain torch, the network's own modules called up to ``layer``, no hooks.
 
@@ -55,17 +70,7 @@ def raw_truncated_forward(model, images: torch.Tensor, layer: str, batch_size: i
         for start in range(0, len(images), batch_size):
             x = images[start : start + batch_size]
             x = ((x - mean) / std).contiguous(memory_format=torch.channels_last)
-            if layer.startswith("_blocks."):
-                k = int(layer.split(".")[1])
-                x = torch.nn.functional.relu6(net._bn0(net._conv_stem(x)))
-                for block in net._blocks[: k + 1]:
-                    x = block(x)
-            else:
-                for name in ("v1", "v2", "v4", "it"):
-                    x = getattr(net, name)(x)
-                    if name == layer:
-                        break
-            x.reshape(len(x), -1).float().cpu()
+            forward_to(net, x, layer).reshape(len(x), -1).float().cpu()
 
 
 def write_result(path: str | None, result: dict) -> None:

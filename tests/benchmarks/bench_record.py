@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import raw_truncated_forward, write_result
+from _common import forward_to, raw_truncated_forward, write_result
 
 import insilico as lab
 from insilico.brain.nets.fold import count_batchnorm
@@ -71,16 +71,7 @@ def naive_forward(net: nn.Module, mean, std, images: torch.Tensor, layer: str, b
     with torch.no_grad():
         for start in range(0, len(images), batch_size):
             x = (images[start : start + batch_size] - mean) / std
-            if layer.startswith("_blocks."):
-                x = torch.nn.functional.relu6(net._bn0(net._conv_stem(x)))
-                for block in net._blocks[: int(layer.split(".")[1]) + 1]:
-                    x = block(x)
-            else:
-                for name in ("v1", "v2", "v4", "it"):
-                    x = getattr(net, name)(x)
-                    if name == layer:
-                        break
-            x.reshape(len(x), -1).cpu()
+            forward_to(net, x, layer).reshape(len(x), -1).cpu()
 
 
 def flops_to(model, layer: str) -> float:

@@ -21,7 +21,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import write_result
+from _common import forward_to, write_result
 
 import insilico as lab
 
@@ -34,16 +34,7 @@ def raw_steps(model, layer: str, batch: int, size: int, steps: int, channel: int
     mean, std = model._mean, model._std
     t0 = time.perf_counter()
     for _ in range(steps):
-        h = ((x - mean) / std).contiguous(memory_format=torch.channels_last)
-        if layer.startswith("_blocks."):
-            h = torch.nn.functional.relu6(net._bn0(net._conv_stem(h)))
-            for block in net._blocks[: int(layer.split(".")[1]) + 1]:
-                h = block(h)
-        else:
-            for name in ("v1", "v2", "v4", "it"):
-                h = getattr(net, name)(h)
-                if name == layer:
-                    break
+        h = forward_to(net, ((x - mean) / std).contiguous(memory_format=torch.channels_last), layer)
         loss = -h[:, channel].mean()
         opt.zero_grad()
         loss.backward()
