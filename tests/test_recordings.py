@@ -45,24 +45,12 @@ def test_streamed_equals_in_memory_and_resumes_after_crash(tiny_rig, setup, tmp_
     out = tmp_path / "stream.zarr"
 
     # crash while the third batch is being committed: its data is on disk, not committed
-    real_commit = StreamWriter._commit
-    calls = {"n": 0}
-
-    def crashing_commit(self, done):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt("power cut")
-        real_commit(self, done)
-
-    monkeypatch.setattr(StreamWriter, "_commit", crashing_commit)
-    with pytest.raises(KeyboardInterrupt):
-        tiny_rig.record(g, arr, out=out, **kwargs)
+    _crashed_store(tiny_rig, arr, g, out, monkeypatch, kwargs)
     partial = recordings.open(out)
     assert partial.sizes["presentation"] == 2 * 5 * 3  # two finished batches
     xr.testing.assert_equal(partial.load(), full.isel(presentation=slice(0, 30)))
 
     # rerun: resumes after the last committed batch (progress restarts at stimulus 10)
-    monkeypatch.setattr(StreamWriter, "_commit", real_commit)
     seen = []
     real_present = type(tiny_rig).present
 
