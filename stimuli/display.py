@@ -18,6 +18,17 @@ def _positive(name: str, value: float) -> float:
     return value
 
 
+#: display bit depths the lab renders and exports (10/12-bit codes go in a 16-bit PNG)
+SUPPORTED_BITS = (8, 10, 12, 16)
+
+
+def check_bit_depth(bits: object) -> int:
+    """``bits`` as an int if it is one of SUPPORTED_BITS (8.7 or "8" are refused, not cut)."""
+    if isinstance(bits, bool) or not isinstance(bits, int | float) or bits not in SUPPORTED_BITS:
+        raise ValueError(f"bit_depth must be 8, 10, 12 or 16, got {bits!r}")
+    return int(bits)
+
+
 @dataclass(frozen=True)
 class Display:
     """A monitor seen from ``distance_cm`` by an eye in front of its centre.
@@ -64,14 +75,7 @@ class Display:
             raise ValueError(
                 f"background must be a linear luminance in [0, 1], got {self.background!r}"
             )
-        bits = self.bit_depth
-        if (
-            isinstance(bits, bool)
-            or not isinstance(bits, int | float)
-            or bits not in (8, 10, 12, 16)
-        ):
-            raise ValueError(f"bit_depth must be 8, 10, 12 or 16, got {bits!r}")
-        object.__setattr__(self, "bit_depth", int(bits))
+        object.__setattr__(self, "bit_depth", check_bit_depth(self.bit_depth))
 
     # geometry ------------------------------------------------------------------------
     @property

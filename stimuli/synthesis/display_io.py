@@ -10,16 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from stimuli.display import Display
-
-SUPPORTED_BITS = (8, 10, 12, 16)
-
-
-def check_bit_depth(bits: object) -> int:
-    """``bits`` as an int if it is one of SUPPORTED_BITS (8.7 or "8" are refused, not cut)."""
-    if isinstance(bits, bool) or not isinstance(bits, int | float) or bits not in SUPPORTED_BITS:
-        raise ValueError(f"bit_depth must be one of {SUPPORTED_BITS}, got {bits!r}")
-    return int(bits)
+from stimuli.display import Display, check_bit_depth
 
 
 def monitor_size_px(display: Display, size_deg: float, position_x_deg: float = 0.0) -> int:

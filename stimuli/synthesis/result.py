@@ -17,8 +17,8 @@ import xarray as xr
 
 from recordings.format import as_string_array, json_attrs
 from recordings.store import check_target
-from stimuli.display import Display
-from stimuli.synthesis.display_io import check_bit_depth, from_display, to_display, write_png
+from stimuli.display import Display, check_bit_depth
+from stimuli.synthesis.display_io import from_display, to_display, write_png
 
 KIND = "insilico-synthesis"
 
