@@ -532,7 +532,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         FileExistsError,
         BlockingIOError,
     ) as err:
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        from recordings.format import error_line
+
+        message = error_line(err)
         print(f"insilico: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

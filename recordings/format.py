@@ -56,6 +56,13 @@ def _json_safe(value: Any) -> Any:
     return str(value)
 
 
+def error_line(err: BaseException) -> str:
+    """The first line of an exception's message (its type name when it has none): what a
+    one-line error built on a library's exception shows."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def json_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
     """Provenance attrs as zarr/netCDF-safe values: scalars stay, containers become JSON text."""
     out: dict[str, Any] = {}

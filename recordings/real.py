@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from recordings.format import error_line
+
 IMAGE_PATH_COORDS = ("image_path", "path", "filename", "image_file")
 
 
@@ -109,7 +111,7 @@ def load_responses(
             try:
                 rec = _from_nwb(path, window_ms)
             except (OSError, KeyError, RuntimeError) as err:  # h5py: not an HDF5/NWB file
-                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                first = error_line(err)
                 raise ValueError(f"{str(path)!r} cannot be read as NWB: {first}") from None
         elif suffix in (".nc", ".netcdf", ".h5", ".hdf5") or path.is_dir():
             try:
@@ -120,7 +122,7 @@ def load_responses(
                 )
                 rec = _as_array(ds.load(), str(path))
             except (OSError, ValueError, KeyError, RuntimeError) as err:
-                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                first = error_line(err)
                 raise ValueError(f"{str(path)!r} cannot be read as responses: {first}") from None
         else:
             raise ValueError(

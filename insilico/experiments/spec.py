@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from recordings.format import error_line
+
 STIMULUS_KINDS = (
     "gratings",
     "gabors",
@@ -48,7 +50,7 @@ def located(where: str) -> Iterator[None]:
             raise
         raise ExperimentError(f"{where}: {err}") from None
     except (ValueError, TypeError) as err:
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        message = error_line(err)
         raise ExperimentError(f"{where}: {message}") from None
 
 

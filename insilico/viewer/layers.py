@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from recordings.format import error_line
+
 SYNTHESIS_KIND = "insilico-synthesis"
 META = "insilico"  # key of our information in a layer's ``metadata``
 SPATIAL_LABELS = ("elevation", "azimuth")
@@ -87,7 +89,7 @@ def read_store(path: str | os.PathLike) -> list[LayerData]:
         rec = recordings.open(path)
         return recording_layers(rec, name=name, source=str(path))
     except Exception as err:
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        message = error_line(err)
         raise ValueError(
             f"insilico-lab cannot read {str(path)!r} (a {kind} store): {message}. "
             "The store may be incomplete or damaged; write it again."
