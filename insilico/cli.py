@@ -131,6 +131,7 @@ def cmd_record(args: argparse.Namespace) -> None:
         out=args.out,
         overwrite=args.overwrite,
         progress=not args.quiet,
+        precision=args.precision,
     )
     values = rec.values
     print(
@@ -376,6 +377,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--model", default="efficientnet_lite0", help="model name (insilico models)")
     r.add_argument("--weights", default=None, help="local weights file (state dict)")
     r.add_argument("--device", default="cpu", help="cpu or cuda")
+    r.add_argument(
+        "--precision",
+        default="float32",
+        choices=("float32", "bfloat16"),
+        help="forward-pass precision (bfloat16: torch.autocast, for a GPU; rates within ~1%%)",
+    )
     r.add_argument("--region", required=True, help="V1, V2, V4 or IT")
     r.add_argument(
         "--n-sites",

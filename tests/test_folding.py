@@ -191,3 +191,34 @@ def test_probed_receptive_fields_agree(folded, unfolded, region):
     assert f[3] == u[3] == "per-channel"
     for a, b in zip(f[:3], u[:3], strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)  # input pixels
+
+
+def test_inplace_relu6_keeps_hooked_outputs_and_values(monkeypatch):
+    """ReLU6 runs in place only where no forward hook can hold the pre-activation: a hook on
+    a depthwise conv still sees unclipped values, and every output equals an out-of-place
+    forward exactly, with and without gradients."""
+    from insilico.brain.nets import efficientnet_lite as eff
+
+    torch.manual_seed(0)
+    net = EfficientNetLite0().eval()
+    x = torch.randn(2, 3, 64, 64) * 3
+    seen = {}
+    module = net._blocks[1]._depthwise_conv
+    handle = module.register_forward_hook(lambda m, a, out: seen.__setitem__("ref", out))
+    with torch.no_grad():
+        logits = net(x)
+        kept = seen["ref"].clone()
+    handle.remove()
+    assert float(kept.min()) < 0  # the hook saw the values before ReLU6 clipped them
+    monkeypatch.setattr(eff, "_relu6", lambda y, *m: torch.nn.functional.relu6(y))
+    seen.clear()
+    module.register_forward_hook(lambda m, a, out: seen.__setitem__("ref", out.clone()))
+    with torch.no_grad():
+        assert torch.equal(net(x), logits)
+    assert torch.equal(seen["ref"], kept)
+    xg = x.clone().requires_grad_(True)
+    net(xg).sum().backward()
+    monkeypatch.undo()
+    xi = x.clone().requires_grad_(True)
+    net(xi).sum().backward()  # in place everywhere but the hooked conv
+    assert torch.equal(xi.grad, xg.grad)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -36,7 +36,16 @@ def saturate(drive: torch.Tensor, max_hz: float) -> torch.Tensor:
     if not max_hz > 0:
         raise ValueError(f"max_hz must be > 0 spikes/s, got {max_hz!r}")
     soft = torch.nn.functional.softplus(drive, beta=1.0 / SOFT_THRESHOLD_HZ, threshold=20.0)
-    return max_hz * torch.tanh(soft / max_hz)
+    if soft.requires_grad:
+        return max_hz * torch.tanh(soft / max_hz)
+    return soft.div_(max_hz).tanh_().mul_(max_hz)  # the same numbers, one buffer
+
+
+#: forward-pass precisions a recording may ask for (see BrainModel.autocast)
+PRECISIONS = ("float32", "bfloat16")
+
+#: channels-last pixels per row when normalising (3 x 16 = 48 values: vectorises)
+_PIXELS_PER_ROW = 16
 
 
 class _StopForward(Exception):
@@ -131,7 +140,40 @@ class BrainModel:
         c = self.commitment
         self._mean = torch.tensor(c.mean, device=device).view(1, 3, 1, 1)
         self._std = torch.tensor(c.std, device=device).view(1, 3, 1, 1)
+        # the same, repeated for 16 channels-last pixels (see normalise)
+        self._mean_px = self._mean.reshape(3).repeat(_PIXELS_PER_ROW)
+        self._std_px = self._std.reshape(3).repeat(_PIXELS_PER_ROW)
         return self
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """``(x - mean) / std`` per colour channel, channels-last (the network's format).
+
+        Bit-identical to the broadcast expression. A channels-last batch is normalised as
+        rows of 16 interleaved RGB pixels (48 values): a broadcast over an innermost
+        dimension of 3 does not vectorise and took 19 ms for 64 x 224 px images on 2 cores,
+        rows of 48 take 5 ms."""
+        n, c, h, w = x.shape
+        if (
+            c == 3
+            and x.is_contiguous(memory_format=torch.channels_last)
+            and (h * w) % _PIXELS_PER_ROW == 0
+            and x.dtype == self._mean_px.dtype
+        ):
+            rows = x.permute(0, 2, 3, 1).reshape(-1, 3 * _PIXELS_PER_ROW)  # a view
+            out = rows.sub(self._mean_px).div_(self._std_px)
+            return out.view(n, h, w, c).permute(0, 3, 1, 2)
+        return ((x - self._mean) / self._std).contiguous(memory_format=torch.channels_last)
+
+    def autocast(self, precision: str = "float32") -> AbstractContextManager:
+        """Context in which forward passes run at ``precision``: "float32" (exact, the
+        default) or "bfloat16" (``torch.autocast`` on the model's device: convolutions and
+        matrix products in bfloat16, about 3 significant digits; for recording on a GPU).
+        Unit tables are always measured in float32 (their cache is shared)."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if precision == "float32":
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=getattr(torch, precision))
 
     # forward passes ---------------------------------------------------------------------
     def layer_order(self) -> dict[str, int]:
@@ -208,7 +250,7 @@ class BrainModel:
         ctx = nullcontext() if grad else torch.inference_mode()
         try:
             with ctx:
-                x = ((x - self._mean) / self._std).contiguous(memory_format=torch.channels_last)
+                x = self.normalise(x)
                 try:
                     self.network(x)
                 except _StopForward:
@@ -226,8 +268,7 @@ class BrainModel:
         x = self.check_input(images)
         ctx = nullcontext() if grad else torch.inference_mode()
         with ctx:
-            x = ((x - self._mean) / self._std).contiguous(memory_format=torch.channels_last)
-            return self.network(x)
+            return self.network(self.normalise(x))
 
     def layer_shape(self, layer: str) -> tuple[int, int, int]:
         """(channels, rows, cols) of a layer's output at the model's input size."""
@@ -251,7 +292,8 @@ class BrainModel:
         if region not in self._units:
             from insilico.brain.units import measure_region
 
-            self._units[region] = measure_region(self, region)
+            with torch.autocast(self.device.type, enabled=False):  # always float32
+                self._units[region] = measure_region(self, region)
         return self._units[region]
 
     def rates(
@@ -281,7 +323,7 @@ class BrainModel:
             idx = None if units is None else torch.tensor(np.asarray(units))
             gain = self._output_gain[region] if idx is None else self._output_gain[region][idx]
             activation = activation / gain.to(activation.device)
-        drive = activation * ((rc.max_hz - rc.baseline_hz) / scale) + rc.baseline_hz
+        drive = activation.mul((rc.max_hz - rc.baseline_hz) / scale).add_(rc.baseline_hz)
         if not clamp:
             return drive
         rate = saturate(drive, rc.max_hz)

@@ -57,7 +57,9 @@ def optimize(
     """
     gen = torch.Generator().manual_seed(int(seed))
     n = len(weights)
-    image = params_mod.make(param, n, shape, gen)
+    # drawn on the CPU from the seeded generator (the same start on every device), then
+    # moved to the device the population weights live on (the model's)
+    image = params_mod.make(param, n, shape, gen).to(weights.device)
     opt = torch.optim.Adam(image.parameters(), lr=lr)
     jitter = RandomAffine(gen) if transforms else None
     trajectory = torch.empty(steps, n)

@@ -48,7 +48,7 @@ def forward_to(net: torch.nn.Module, x: torch.Tensor, layer: str) -> torch.Tenso
     """The network's own modules called in order up to ``layer`` (EfficientNet-Lite
     ``_blocks.N`` or TinyNet ``v1``..``it``): the truncated forward a user writes by hand."""
     if layer.startswith("_blocks."):
-        x = torch.nn.functional.relu6(net._bn0(net._conv_stem(x)))
+        x = torch.nn.functional.relu6(net._bn0(net._conv_stem(x)), inplace=True)
         for block in net._blocks[: int(layer.split(".")[1]) + 1]:
             x = block(x)
         return x

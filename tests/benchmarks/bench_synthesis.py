@@ -9,11 +9,16 @@ the same size, plus an Adam step (plain torch, same threads). ``rig.synthesize``
 Fourier parameterization, the exact display constraints, the kornia transforms, placing the
 image in the field of view and the rate mapping. Reports image-steps/s of both and their
 ratio (target >= 0.8).
+
+A second baseline is the naive loop a user writes by hand: the same steps on the network
+loaded with ``fold_bn=False`` (BatchNorm layers kept) in the default (NCHW) memory format;
+``speedup_vs_naive`` is its time over ``rig.synthesize``'s (goal >= 1.15).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import sys
 import time
@@ -26,15 +31,23 @@ from _common import forward_to, write_result
 import insilico as lab
 
 
-def raw_steps(model, layer: str, batch: int, size: int, steps: int, channel: int) -> float:
-    """Seconds for ``steps`` forward+backward+Adam steps of plain torch on free pixels."""
+def raw_steps(
+    model, layer: str, batch: int, size: int, steps: int, channel: int, channels_last=True
+) -> float:
+    """Seconds for ``steps`` forward+backward+Adam steps of plain torch on free pixels.
+
+    With ``channels_last=False`` on a model loaded with ``fold_bn=False``: the naive loop a
+    user writes by hand (BatchNorm in place, default memory format)."""
     net = model.network
+    if not channels_last:
+        net = copy.deepcopy(net).to(memory_format=torch.contiguous_format)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
     x = torch.full((batch, 3, size, size), 0.5, requires_grad=True)
     opt = torch.optim.Adam([x], lr=0.05)
     mean, std = model._mean, model._std
     t0 = time.perf_counter()
     for _ in range(steps):
-        h = forward_to(net, ((x - mean) / std).contiguous(memory_format=torch.channels_last), layer)
+        h = forward_to(net, ((x - mean) / std).contiguous(memory_format=fmt), layer)
         loss = -h[:, channel].mean()
         opt.zero_grad()
         loss.backward()
@@ -81,6 +94,11 @@ def main(argv: list[str] | None = None) -> dict:
     fixed = time.perf_counter() - t0
     loop = (ours - fixed) / (args.steps - 1) * args.steps
     raw = raw_steps(model, layer, args.batch, model.input_size, args.steps, 0)
+    unfolded = lab.load_model(args.model, fold_bn=False)
+    raw_steps(unfolded, layer, args.batch, model.input_size, 2, 0, channels_last=False)
+    naive = raw_steps(
+        unfolded, layer, args.batch, model.input_size, args.steps, 0, channels_last=False
+    )
     result = {
         "model": args.model,
         "region": args.region,
@@ -91,7 +109,9 @@ def main(argv: list[str] | None = None) -> dict:
         "steps": args.steps,
         "synthesize_image_steps_per_s": round(args.batch * args.steps / loop, 2),
         "raw_torch_image_steps_per_s": round(args.batch * args.steps / raw, 2),
+        "naive_unfolded_image_steps_per_s": round(args.batch * args.steps / naive, 2),
         "ratio": round(raw / loop, 3),
+        "speedup_vs_naive": round(naive / loop, 3),
         "synthesize_total_s": round(ours, 1),
         "fixed_costs_s": round(fixed, 1),
     }

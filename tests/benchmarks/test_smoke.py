@@ -20,6 +20,7 @@ def test_bench_record_quick(tmp_path):
     for region in ("V1", "V2", "V4", "IT"):
         r = result["regions"][region]
         assert r["record_img_per_s"] > 0 and r["raw_torch_img_per_s"] > 0
+        assert r["render_ms_per_img"] > 0 and r["render_pct_of_raw_forward"] > 0
     assert (tmp_path / "r.json").exists()
 
 
@@ -38,6 +39,7 @@ def test_bench_perturb_quick():
 def test_bench_synthesis_quick():
     result = _load("bench_synthesis").main(["--quick"])
     assert result["synthesize_image_steps_per_s"] > 0 and result["raw_torch_image_steps_per_s"] > 0
+    assert result["naive_unfolded_image_steps_per_s"] > 0
 
 
 def test_bench_synthesis_efficacy_quick():
@@ -55,3 +57,13 @@ def test_bench_mapping_quick():
 def test_bench_sweep_quick():
     result = _load("bench_sweep").main(["--quick"])
     assert result["identical"] and result["tasks"] == 2 and result["speedup"] > 0
+
+
+def test_bench_gpu_quick():
+    import torch
+
+    result = _load("bench_gpu").main(["--quick"])
+    if torch.cuda.is_available():
+        assert result["regions"]["V1"]["record_bf16_img_per_s"] > 0
+    else:
+        assert result == {"cuda": False, "note": "no CUDA device: nothing measured"}
