@@ -195,9 +195,13 @@ class Rig:
             and self._pixel_offset(pos, float(groups[0]), *stimuli.shape_px) == (0, 0)
             and stimuli.shape_px == (n_px, n_px)
         ):  # the stimuli exactly fill the field of view: presenting is re-encoding
-            values = rendered.values.float().clamp(0.0, 1.0)
+            values = rendered.values.float()
+            if not rendered.in_range:  # (a new tensor: the in-place powers below are safe)
+                values = values.clamp(0.0, 1.0)
             if rendered.gamma == gamma:
                 return values
+            if rendered.in_range:  # the powers below must not write into the renderer's own
+                values = values.clone()
             return (values if rendered.gamma is None else values.pow_(rendered.gamma)).pow_(
                 1 / gamma
             )

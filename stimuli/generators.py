@@ -701,7 +701,7 @@ def natural(
             out[k].copy_(small.flip(-1) if flip else small).div_(255.0)
 
         for_each_threaded(cut, len(crops))
-        return Rendered(out, None, IMAGE_GAMMA)
+        return Rendered(out, None, IMAGE_GAMMA, in_range=True)  # k / 255, k in 0..255
 
     return StimulusSet(table, shape, render, "natural", NATURAL_VERSION)
 

@@ -20,11 +20,14 @@ class Rendered(NamedTuple):
 
     ``gamma`` None means ``values`` are linear luminance; a number means they are pixel
     values whose luminance is ``values ** gamma`` (8-bit images stay encoded until needed).
+    ``in_range`` True promises every value already lies in [0, 1] (decoded 8-bit pixels),
+    so presenting them needs no clamping pass.
     """
 
     values: torch.Tensor
     alpha: torch.Tensor | None = None
     gamma: float | None = None
+    in_range: bool = False
 
     def linear(self) -> torch.Tensor:
         """Linear luminance in [0, 1]."""

@@ -354,3 +354,20 @@ def test_record_accepts_a_synthesis_result(tiny_rig):
     assert list(rec.target.values) == list(res.table.target)
     with pytest.raises(TypeError, match="StimulusSet or a SynthesisResult"):
         tiny_rig.record([1, 2], arr, progress=False)
+
+
+@pytest.mark.parametrize("gamma", [2.2, 1.8])
+def test_present_full_field_photographs_without_clamping(tiny, gamma):
+    """Decoded 8-bit crops are in [0, 1] by construction, so presenting them skips the
+    clamping pass; re-encoding for another display gamma must not write into the
+    renderer's tensor (presenting twice gives the same pixels)."""
+    rig = lab.Rig(tiny, display=lab.Display(gamma=gamma))
+    ppd = tiny.input_size / tiny.visual_degrees
+    s = stimuli.natural(4, size_deg=tiny.visual_degrees, seed=2, ppd=ppd)
+    rendered = s.render(None)
+    assert rendered.in_range and 0.0 <= float(rendered.values.min())
+    assert float(rendered.values.max()) <= 1.0
+    a, b = rig.present(s), rig.present(s)
+    assert torch.equal(a, b)
+    want = rendered.values if gamma == 2.2 else rendered.values.pow(2.2).pow(1 / gamma)
+    assert torch.equal(a, want)
