@@ -464,8 +464,8 @@ def _validate_images(images: Any, source: str) -> np.ndarray:
     return arr.astype(np.float32)
 
 
-def _encoded(values: torch.Tensor, encoding: str) -> Rendered:
-    return Rendered(values, None, None if encoding == "linear" else IMAGE_GAMMA)
+def _encoded(values: torch.Tensor, encoding: str, in_range: bool = False) -> Rendered:
+    return Rendered(values, None, None if encoding == "linear" else IMAGE_GAMMA, in_range)
 
 
 def _check_encoding(encoding: str) -> str:
@@ -524,6 +524,7 @@ def from_arrays(
 
 
 def _load_image(path: Path, shape: tuple[int, int] | None) -> np.ndarray:
+    """8-bit RGB pixels (H, W, 3) of an image file, resized to ``shape`` when given."""
     from PIL import Image
 
     try:
@@ -531,7 +532,7 @@ def _load_image(path: Path, shape: tuple[int, int] | None) -> np.ndarray:
             im = im.convert("RGB")
             if shape is not None and im.size != (shape[1], shape[0]):
                 im = im.resize((shape[1], shape[0]), Image.Resampling.LANCZOS)
-            return np.asarray(im, dtype=np.float32) / 255.0
+            return np.asarray(im, dtype=np.uint8)
     except OSError as err:
         raise ValueError(f"cannot read image {str(path)!r}: {err}") from None
 
@@ -591,8 +592,17 @@ def from_folder(
     )
 
     def render(rows: pd.DataFrame):
-        arr = np.stack([_load_image(Path(p), shape) for p in rows["path"]])
-        return _encoded(torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous(), encoding)
+        # decoded on the torch threads (PIL releases the GIL), each straight into its
+        # channels-last float slot
+        paths = rows["path"].tolist()
+        out = torch.empty(len(paths), 3, *shape, memory_format=torch.channels_last)
+
+        def load(k: int) -> None:
+            pixels = torch.from_numpy(_load_image(Path(paths[k]), shape)).permute(2, 0, 1)
+            out[k].copy_(pixels).div_(255.0)
+
+        for_each_threaded(load, len(paths))
+        return _encoded(out, encoding, in_range=True)  # k / 255, k in 0..255
 
     stamp = ";".join(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
     return StimulusSet(table, shape, render, "folder", f"folder-{stamp}-{encoding}")

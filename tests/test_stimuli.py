@@ -285,3 +285,26 @@ def test_natural_render_threaded_equals_one_crop_at_a_time():
         )[0]
         want = (small.flip(-1) if r.flip else small).float() / 255.0
         assert torch.equal(got[k], want), k
+
+
+def test_from_folder_threaded_decode_is_exact(tmp_path):
+    """Images decoded on several threads into channels-last floats equal PIL's pixels / 255
+    exactly, in file order, and a corrupt file is still named in one line."""
+    import torch
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, size=(7, 12, 10, 3), dtype=np.uint8)
+    for k, p in enumerate(pixels):
+        Image.fromarray(p).save(tmp_path / f"im{k}.png")
+    s = stimuli.from_folder(tmp_path, size_deg=2, encoding="linear")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        got = s.render(None)
+    finally:
+        torch.set_num_threads(before)
+    want = torch.from_numpy(pixels.astype(np.float32) / np.float32(255)).permute(0, 3, 1, 2)
+    assert got.in_range and torch.equal(got.values, want)
+    (tmp_path / "im3.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match=r"cannot read image .*im3\.png"):
+        stimuli.from_folder(tmp_path, size_deg=2).render(None)
