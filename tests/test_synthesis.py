@@ -333,3 +333,16 @@ def test_synthesis_progress_raises_no_torch_warning(tiny_rig):
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*requires_grad=True to a scalar.*")
         tiny_rig.synthesize(arr.sites[[0]], steps=2, size_deg=4, progress=True)
+
+
+def test_fourier_colour_mixing_is_the_colour_matrix():
+    """The Fourier image's colours are the decorrelated spectrum mixed by the normalised
+    colour matrix C: pixel (r, g, b) = C @ (x0, x1, x2), computed per pixel by hand."""
+    from stimuli.synthesis.params import _COLOR_NORM, COLOR_CORRELATION_SVD_SQRT, FourierParam
+
+    p = FourierParam(2, (12, 10), torch.Generator().manual_seed(0))
+    spec = torch.view_as_complex(p.spectrum) * p.spectrum_scale
+    x = torch.fft.irfft2(spec, s=p.shape, norm="ortho") * (12 * 10) ** 0.5 / 4.0
+    c = COLOR_CORRELATION_SVD_SQRT / _COLOR_NORM
+    want = torch.einsum("ck,nkhw->nchw", c, x)
+    torch.testing.assert_close(p(), want, rtol=1e-5, atol=1e-6)
