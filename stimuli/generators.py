@@ -532,7 +532,7 @@ def _load_image(path: Path, shape: tuple[int, int] | None) -> np.ndarray:
             im = im.convert("RGB")
             if shape is not None and im.size != (shape[1], shape[0]):
                 im = im.resize((shape[1], shape[0]), Image.Resampling.LANCZOS)
-            return np.asarray(im, dtype=np.uint8)
+            return np.array(im, dtype=np.uint8)  # a writable copy: torch.from_numpy warns otherwise
     except OSError as err:
         raise ValueError(f"cannot read image {str(path)!r}: {err}") from None
 
