@@ -29,19 +29,44 @@ def best_of(fn: Callable[[], object], repeats: int) -> float:
     return min(times)
 
 
-def paired(fn_a: Callable[[], object], fn_b: Callable[[], object], repeats: int) -> dict:
-    """Time two jobs alternately (a, b, a, b, ...) after a warm-up of each, so that drifts in
-    machine speed hit both; returns best times and the median of the per-pair ratios a/b."""
-    fn_a()
-    fn_b()
-    ta, tb = [], []
+def round_robin(
+    jobs: dict[str, Callable[[], object]],
+    repeats: int,
+    sync: Callable[[], object] | None = None,
+) -> dict[str, list[float]]:
+    """Wall times of each job over ``repeats`` rounds (a, b, c, a, b, c, ...) after one
+    warm-up round, so that drifts in machine speed hit every job. ``sync`` (e.g.
+    ``torch.cuda.synchronize``) runs before and after each timed call."""
+    for fn in jobs.values():
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in jobs}
     for _ in range(repeats):
-        for fn, out in ((fn_a, ta), (fn_b, tb)):
+        for name, fn in jobs.items():
+            if sync is not None:
+                sync()
             t0 = time.perf_counter()
             fn()
-            out.append(time.perf_counter() - t0)
-    ratios = sorted(a / b for a, b in zip(ta, tb))
-    return {"a_best_s": min(ta), "b_best_s": min(tb), "median_ratio": ratios[len(ratios) // 2]}
+            if sync is not None:
+                sync()
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def median_ratio(num: list[float], den: list[float]) -> float:
+    """Median of the per-round ratios num / den."""
+    ratios = sorted(a / b for a, b in zip(num, den, strict=True))
+    return ratios[len(ratios) // 2]
+
+
+def paired(fn_a: Callable[[], object], fn_b: Callable[[], object], repeats: int) -> dict:
+    """Time two jobs alternately (a, b, a, b, ...) after a warm-up of each; returns best
+    times and the median of the per-pair ratios a/b."""
+    t = round_robin({"a": fn_a, "b": fn_b}, repeats)
+    return {
+        "a_best_s": min(t["a"]),
+        "b_best_s": min(t["b"]),
+        "median_ratio": median_ratio(t["a"], t["b"]),
+    }
 
 
 def forward_to(net: torch.nn.Module, x: torch.Tensor, layer: str) -> torch.Tensor:

@@ -17,12 +17,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import forward_to, write_result
+from _common import forward_to, round_robin, write_result
 
 import insilico as lab
 
@@ -80,16 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
             "raw_fp32": lambda layer=layer: raw(layer, False),
             "raw_bf16": lambda layer=layer: raw(layer, True),
         }
-        times: dict[str, list[float]] = {k: [] for k in jobs}
-        for fn in jobs.values():
-            fn()
-        for _ in range(args.repeats):
-            for name, fn in jobs.items():
-                torch.cuda.synchronize()
-                t0 = time.perf_counter()
-                fn()
-                torch.cuda.synchronize()
-                times[name].append(time.perf_counter() - t0)
+        times = round_robin(jobs, args.repeats, sync=torch.cuda.synchronize)
         rate = {k: round(args.n / min(v), 1) for k, v in times.items()}
         result["regions"][region] = {
             "layer": layer,

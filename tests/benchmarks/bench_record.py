@@ -35,35 +35,15 @@ import copy
 import os
 import sys
 import time
-from collections.abc import Callable
 
 import torch
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import forward_to, raw_truncated_forward, write_result
+from _common import forward_to, median_ratio, raw_truncated_forward, round_robin, write_result
 
 import insilico as lab
 from insilico.brain.nets.fold import count_batchnorm
-
-
-def round_robin(jobs: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
-    """Wall times of each job over ``repeats`` rounds (a, b, c, a, b, c, ...) after one
-    warm-up round."""
-    for fn in jobs.values():
-        fn()
-    times: dict[str, list[float]] = {name: [] for name in jobs}
-    for _ in range(repeats):
-        for name, fn in jobs.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    return times
-
-
-def median_ratio(num: list[float], den: list[float]) -> float:
-    ratios = sorted(a / b for a, b in zip(num, den, strict=True))
-    return ratios[len(ratios) // 2]
 
 
 def naive_forward(net: nn.Module, mean, std, images: torch.Tensor, layer: str, batch_size: int):

@@ -26,28 +26,33 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import forward_to, write_result
+from _common import forward_to, median_ratio, write_result
 
 import insilico as lab
 
 
 def raw_steps(
-    model, layer: str, batch: int, size: int, steps: int, channel: int, channels_last=True
+    model,
+    layer: str,
+    batch: int,
+    size: int,
+    steps: int,
+    channel: int,
+    net: torch.nn.Module | None = None,
+    memory_format: torch.memory_format = torch.channels_last,
 ) -> float:
     """Seconds for ``steps`` forward+backward+Adam steps of plain torch on free pixels.
 
-    With ``channels_last=False`` on a model loaded with ``fold_bn=False``: the naive loop a
-    user writes by hand (BatchNorm in place, default memory format)."""
-    net = model.network
-    if not channels_last:
-        net = copy.deepcopy(net).to(memory_format=torch.contiguous_format)
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    ``net`` defaults to ``model.network`` (channels-last). The naive loop a user writes by
+    hand passes an NCHW copy of a model loaded with ``fold_bn=False`` (BatchNorm in place)
+    and ``memory_format=torch.contiguous_format``."""
+    net = model.network if net is None else net
     x = torch.full((batch, 3, size, size), 0.5, requires_grad=True)
     opt = torch.optim.Adam([x], lr=0.05)
     mean, std = model._mean, model._std
     t0 = time.perf_counter()
     for _ in range(steps):
-        h = forward_to(net, ((x - mean) / std).contiguous(memory_format=fmt), layer)
+        h = forward_to(net, ((x - mean) / std).contiguous(memory_format=memory_format), layer)
         loss = -h[:, channel].mean()
         opt.zero_grad()
         loss.backward()
@@ -86,9 +91,23 @@ def main(argv: list[str] | None = None) -> dict:
         seed=0,
     )
     unfolded = lab.load_model(args.model, fold_bn=False)
+    nchw = copy.deepcopy(unfolded.network).to(memory_format=torch.contiguous_format)
+
+    def naive_steps(steps: int) -> float:
+        return raw_steps(
+            unfolded,
+            layer,
+            args.batch,
+            model.input_size,
+            steps,
+            0,
+            net=nchw,
+            memory_format=torch.contiguous_format,
+        )
+
     rig.synthesize(array.sites[[0]], steps=2, **kwargs)  # warm-up
     raw_steps(model, layer, args.batch, model.input_size, 2, 0)
-    raw_steps(unfolded, layer, args.batch, model.input_size, 2, 0, channels_last=False)
+    naive_steps(2)
     # the same synthesis with 1 step: reference and re-measurement costs, to subtract
     t0 = time.perf_counter()
     rig.synthesize(array, steps=1, batch_size=args.batch, **kwargs)
@@ -100,17 +119,8 @@ def main(argv: list[str] | None = None) -> dict:
         ours = time.perf_counter() - t0
         rounds["ours"].append((ours - fixed) / (args.steps - 1) * args.steps)
         rounds["raw"].append(raw_steps(model, layer, args.batch, model.input_size, args.steps, 0))
-        rounds["naive"].append(
-            raw_steps(
-                unfolded, layer, args.batch, model.input_size, args.steps, 0, channels_last=False
-            )
-        )
+        rounds["naive"].append(naive_steps(args.steps))
     loop, raw, naive = (min(rounds[k]) for k in ("ours", "raw", "naive"))
-
-    def median_ratio(a: str, b: str) -> float:
-        r = sorted(x / y for x, y in zip(rounds[a], rounds[b], strict=True))
-        return r[len(r) // 2]
-
     result = {
         "model": args.model,
         "region": args.region,
@@ -122,8 +132,8 @@ def main(argv: list[str] | None = None) -> dict:
         "synthesize_image_steps_per_s": round(args.batch * args.steps / loop, 2),
         "raw_torch_image_steps_per_s": round(args.batch * args.steps / raw, 2),
         "naive_unfolded_image_steps_per_s": round(args.batch * args.steps / naive, 2),
-        "ratio": round(median_ratio("raw", "ours"), 3),
-        "speedup_vs_naive": round(median_ratio("naive", "ours"), 3),
+        "ratio": round(median_ratio(rounds["raw"], rounds["ours"]), 3),
+        "speedup_vs_naive": round(median_ratio(rounds["naive"], rounds["ours"]), 3),
         "repeats": args.repeats,
         "fixed_costs_s": round(fixed, 1),
     }
