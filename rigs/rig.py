@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 import recordings
 from insilico import __version__
 from insilico.brain import BrainModel
+from insilico.brain.model import check_precision
 from perturb.base import Perturbation
 from recordings.format import NEUROID_COORDS, as_string_array
 from rigs.arrays import UTAH_PITCH_MM, SiteArray, implant
@@ -196,12 +197,10 @@ class Rig:
             and stimuli.shape_px == (n_px, n_px)
         ):  # the stimuli exactly fill the field of view: presenting is re-encoding
             values = rendered.values.float()
-            if not rendered.in_range:  # (a new tensor: the in-place powers below are safe)
-                values = values.clamp(0.0, 1.0)
             if rendered.gamma == gamma:
-                return values
-            if rendered.in_range:  # the powers below must not write into the renderer's own
-                values = values.clone()
+                return values if rendered.in_range else values.clamp(0.0, 1.0)
+            # a buffer of our own for the in-place powers (never the renderer's tensor)
+            values = values.clone() if rendered.in_range else values.clamp(0.0, 1.0)
             return (values if rendered.gamma is None else values.pow_(rendered.gamma)).pow_(
                 1 / gamma
             )
@@ -597,7 +596,7 @@ class Rig:
         Returns an ``xarray.DataArray`` with dims (presentation, neuroid, time_bin).
         """
         stimuli = _as_stimulus_set(stimuli)
-        self.model.autocast(precision)  # validates the name before anything runs
+        check_precision(precision)
         if not isinstance(repeats, int | np.integer) or repeats < 1:
             raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
         if not isinstance(batch_size, int | np.integer) or batch_size < 1:

@@ -44,6 +44,14 @@ def saturate(drive: torch.Tensor, max_hz: float) -> torch.Tensor:
 #: forward-pass precisions a recording may ask for (see BrainModel.autocast)
 PRECISIONS = ("float32", "bfloat16")
 
+
+def check_precision(precision: str) -> str:
+    """``precision`` if it is one of PRECISIONS, else a one-line ValueError."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    return precision
+
+
 #: channels-last pixels per row when normalising (3 x 16 = 48 values: vectorises)
 _PIXELS_PER_ROW = 16
 
@@ -169,9 +177,7 @@ class BrainModel:
         default) or "bfloat16" (``torch.autocast`` on the model's device: convolutions and
         matrix products in bfloat16, about 3 significant digits; for recording on a GPU).
         Unit tables are always measured in float32 (their cache is shared)."""
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        if precision == "float32":
+        if check_precision(precision) == "float32":
             return nullcontext()
         return torch.autocast(self.device.type, dtype=getattr(torch, precision))
 
