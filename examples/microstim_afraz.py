@@ -5,7 +5,7 @@ face-selective IT sites biased monkeys towards reporting "face" for ambiguous im
 linear decoder on IT reports "cat" vs "other" for natural image crops; test images are
 ambiguous 50/50 blends of a cat crop and another crop. We microstimulate the IT patch whose
 units prefer cat crops most and measure the shift of P("cat") against the same stimulation at
-random IT sites (matched controls) with ``lab.perturb.compare``.
+random IT sites (matched controls) with ``lab.analysis.compare``.
 
 Stimulation as in Afraz et al. 2006 (Methods): 50 µA biphasic pulses at 200 Hz for 50 ms —
 with the lab's current model (Stoney's I = K r^2) that directly activates neurons within
@@ -40,7 +40,7 @@ decoder = rig.fit_task(pool[train], labels[train], region="IT")
 print(decoder)
 
 # where on the IT sheet do units prefer cat crops? (d' per unit, averaged within 1 mm)
-site = lab.perturb.preferred_site(rig, "IT", pool[train], labels[train], "cat", radius_mm=1.0)
+site = lab.analysis.preferred_site(rig, "IT", pool[train], labels[train], "cat", radius_mm=1.0)
 print(f"most cat-preferring IT patch at ({site[0]:.2f}, {site[1]:.2f}) mm")
 
 # ambiguous test images: 50/50 blends (linear light) of held-out cat and other crops
@@ -52,7 +52,7 @@ blends = lab.stimuli.blend(pool[test_cats[:k]], pool[test_others[:k]], weight=0.
 stim = lab.perturb.Microstimulation(
     "IT", at_mm=site, current_ua=args.current_ua, pulse_hz=200.0, duration_ms=args.duration_ms
 )
-effect = lab.perturb.compare(
+effect = lab.analysis.compare(
     rig,
     blends,
     stim,

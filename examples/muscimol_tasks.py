@@ -4,7 +4,7 @@ An in-silico analogue of Rajalingham & DiCarlo (2019, Neuron 102:493): inactivat
 millimetre-scale IT region produced object-discrimination deficits that varied across tasks,
 predicted by how much each task relied on the inactivated units. Here: one linear decoder per
 "object vs rest" task on IT rates, one muscimol injection (1 µl), and for each task the
-accuracy drop (``lab.perturb.compare``) against the share of the decoder's weight that sits
+accuracy drop (``lab.analysis.compare``) against the share of the decoder's weight that sits
 under the injection. The claim holds if the two correlate negatively.
 
 Run: python examples/muscimol_tasks.py [--model efficientnet_lite0]
@@ -37,7 +37,7 @@ for obj in ("astronaut", "chelsea", "coffee", "rocket", "brick", "camera"):
     decoder = rig.fit_task(pool[:half], labels[:half], region="IT")
     w = decoder.weight.abs().sum(0).numpy()
     under = float((w * spread).sum() / w.sum())
-    e = lab.perturb.compare(
+    e = lab.analysis.compare(
         rig,
         pool[half:],
         injection,

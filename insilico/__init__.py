@@ -27,6 +27,7 @@ _LAZY = {
     "view": ("insilico.viewer", "view"),
     "Experiment": ("insilico.experiments", "Experiment"),
     "experiments": ("insilico.experiments", None),
+    "analysis": ("insilico.analysis", None),
 }
 
 __all__ = ["__version__", *_LAZY]

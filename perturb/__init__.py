@@ -2,19 +2,18 @@
 
 Each is a small class with ``attach(model) -> handle`` built on forward hooks on a region's
 layer; ``rig.perturb(a, b)`` applies them inside a ``with`` block and always removes them,
-``rig.apply(p)`` / ``rig.clear()`` keep them on. ``compare`` measures an effect against
-matched random controls: the documented way to report a perturbation.
+``rig.apply(p)`` / ``rig.clear()`` keep them on. Measuring an effect against matched random
+controls runs a rig, so it sits above the rig: ``insilico.analysis.compare``.
 """
 
 from perturb.ablation import Ablation, DirectionalAblation
 from perturb.base import Handle, Perturbation, UnitMaps
-from perturb.effects import Effect, compare
-from perturb.spatial import Lesion, Microstimulation, Muscimol, Optogenetic, preferred_site
+from perturb.inactivation import Lesion, Muscimol, Optogenetic
+from perturb.microstimulation import Microstimulation
 
 __all__ = [
     "Ablation",
     "DirectionalAblation",
-    "Effect",
     "Handle",
     "Lesion",
     "Microstimulation",
@@ -22,6 +21,4 @@ __all__ = [
     "Optogenetic",
     "Perturbation",
     "UnitMaps",
-    "compare",
-    "preferred_site",
 ]

@@ -576,8 +576,8 @@ def test_shuffle_null_makes_a_chance_level_claim_inconclusive():
 def test_beats_controls_and_inconclusive_branches():
     """A CI clear of the threshold is not enough: the effect must also beat its matched
     controls (directional p), else the verdict drops to inconclusive or falsified."""
+    from insilico.analysis import Effect
     from insilico.experiments.run import MeasureOutput, evaluate
-    from perturb import Effect
 
     def effect(p_dir):
         return Effect(

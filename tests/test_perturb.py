@@ -8,6 +8,7 @@ import xarray as xr
 import insilico as lab
 import recordings
 import stimuli
+from insilico.analysis import compare, control_statistics
 from perturb import (
     Ablation,
     DirectionalAblation,
@@ -15,10 +16,10 @@ from perturb import (
     Microstimulation,
     Muscimol,
     Optogenetic,
-    compare,
 )
-from perturb.effects import control_statistics
-from perturb.spatial import MUSCIMOL_R1_MM, STONEY_K_UA_PER_MM2, unit_footprint_mm
+from perturb.inactivation import MUSCIMOL_R1_MM
+from perturb.microstimulation import STONEY_K_UA_PER_MM2
+from perturb.sheet import unit_footprint_mm
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +159,7 @@ def test_matched_controls_affect_as_much_tissue_drawn_by_area(rig):
     """Controls used to repeat the dose at a unit-uniform site; now they affect the same
     number of units (within 5 %) at sites drawn uniformly over the sheet's area, also when
     the real injection sits at the sheet's edge."""
-    from perturb.spatial import MATCH_TOLERANCE, _random_site
+    from perturb.sheet import MATCH_TOLERANCE, random_site
 
     model = rig.model
     ex, ey = model.region_units("V1").sheet_extent_mm
@@ -177,7 +178,7 @@ def test_matched_controls_affect_as_much_tissue_drawn_by_area(rig):
     rng = np.random.default_rng(1)
     hit = []
     for _ in range(300):
-        (x, y), hemi = _random_site(model, "V1", rng)
+        (x, y), hemi = random_site(model, "V1", rng)
         mine = np.flatnonzero(t.hemisphere.to_numpy() == hemi)
         hit.append(mine[np.argmin(np.hypot(xy[mine, 0] - x, xy[mine, 1] - y))])
     area = sigma**2
@@ -318,9 +319,9 @@ def test_batched_controls_equal_serial(rig, task, monkeypatch):
         )
 
     batched, neural_b = behaviour_and_neural()
-    import perturb.effects as pc
+    import insilico.analysis.effects as effects
 
-    monkeypatch.setattr(pc, "_is_map_perturbation", lambda p: False)
+    monkeypatch.setattr(effects, "acts_through_unit_maps", lambda p: False)
     serial, neural_s = behaviour_and_neural()
     assert batched.batched and not serial.batched
     assert np.allclose(batched.control_effects, serial.control_effects)
@@ -360,7 +361,7 @@ def test_bad_input(rig, grat):
 
 
 def test_preferred_site_finds_the_patch_preferring_a_label(rig):
-    from perturb import preferred_site
+    from insilico.analysis import preferred_site
 
     horizontal = stimuli.gratings(size_deg=8, orientation_deg=[0], phase_deg=range(0, 360, 30))
     vertical = stimuli.gratings(size_deg=8, orientation_deg=[90], phase_deg=range(0, 360, 30))
@@ -382,7 +383,7 @@ def test_preferred_site_finds_the_patch_preferring_a_label(rig):
 
 def test_unit_dprime_is_the_one_dprime_hand_computed():
     """One d' for the lab (category selectivity and preferred sites used different epsilons)."""
-    from perturb.spatial import unit_dprime
+    from insilico.analysis import unit_dprime
 
     a = np.array([[1.0, 2.0], [3.0, 2.0]])  # unit 0: mean 2, var 1; unit 1: constant 2
     b = np.array([[0.0, 2.0], [0.0, 2.0]])  # unit 0: mean 0, var 0; unit 1: constant 2

@@ -164,6 +164,7 @@ def test_implant_bad_input(tiny_rig):
         tiny_rig.record(stimuli.blank(size_deg=2), "V1", seed=-1, progress=False)
     # every seeded call names its seed (numpy's "expected non-negative integer" named nothing)
     import perturb
+    from insilico.analysis import compare
 
     nat = stimuli.natural(6, size_deg=2, seed=0)
     v1 = tiny_rig.implant("V1", 4)
@@ -172,7 +173,7 @@ def test_implant_bad_input(tiny_rig):
         lambda: stimuli.white_noise(2, size_deg=2, seed=-1),
         lambda: tiny_rig.fit_task(nat, "source", seed=-1),
         lambda: tiny_rig.synthesize(v1, steps=1, seed=-1, reference=nat, progress=False),
-        lambda: perturb.compare(
+        lambda: compare(
             tiny_rig, nat, perturb.Lesion("V1"), targets="V1", readout="neural", seed=-1
         ),
     ):

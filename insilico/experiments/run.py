@@ -18,7 +18,14 @@ import xarray as xr
 import insilico as lab
 import perturb
 import stimuli as stim_mod
-from insilico.analysis import orientation_selectivity, tuning_curve
+from insilico.analysis import (
+    Effect,
+    compare,
+    orientation_selectivity,
+    preferred_site,
+    tuning_curve,
+    unit_dprime,
+)
 from insilico.experiments import stats
 from insilico.experiments.spec import ExperimentError, Spec, load, located, parse
 from recordings.format import json_attrs
@@ -167,7 +174,7 @@ def _category_dprime(rec: xr.DataArray, labels: str) -> np.ndarray:
     r = rec.mean("time_bin").values
     lab_values = _strings(rec[labels].values)
     first = sorted(set(lab_values))[0]
-    return np.abs(perturb.spatial.unit_dprime(r[lab_values == first], r[lab_values != first]))
+    return np.abs(unit_dprime(r[lab_values == first], r[lab_values != first]))
 
 
 RECORD_METRICS = {
@@ -349,7 +356,7 @@ class Experiment:
                 if isinstance(kw.get("at_mm"), dict):  # the site preferring a label
                     pref = kw["at_mm"]
                     try:
-                        kw["at_mm"] = perturb.preferred_site(
+                        kw["at_mm"] = preferred_site(
                             rig,
                             kw["region"],
                             stimuli[pref["stimuli"]],
@@ -455,7 +462,7 @@ class Experiment:
                 if m.get("readout", "behaviour") == "behaviour"
                 else None
             )
-            eff = perturb.compare(
+            eff = compare(
                 rig,
                 st,
                 p,
@@ -725,7 +732,7 @@ def evaluate(
     rec_metric = _record_metric(metric, labels)
     stat = rec_metric[1] if rec_metric else OTHER_STATS.get(metric, np.mean)
     null = None
-    if isinstance(mo.data, perturb.Effect):
+    if isinstance(mo.data, Effect):
         eff = mo.data
         value, (lo, hi) = eff.effect, eff.ci
         out.update(
@@ -776,7 +783,7 @@ def evaluate(
         clears = lo > null_95 if p["_op"] in (">", ">=") else hi < null_value
         if verdict == "supported" and not clears:
             verdict = "inconclusive"
-    if isinstance(mo.data, perturb.Effect) and len(mo.data.control_effects):
+    if isinstance(mo.data, Effect) and len(mo.data.control_effects):
         # a perturbation effect is judged against its matched controls, always (its null);
         # beats_controls sets how many it must beat (default 95 %)
         eff = mo.data

@@ -28,7 +28,8 @@ STIMULUS_KINDS = (
     "blend",
     "concat",
 )
-#: keys of a perturbation's ``at_mm = {...}`` site chosen by preference (perturb.preferred_site)
+#: keys of a perturbation's ``at_mm = {...}`` site chosen by preference
+#: (insilico.analysis.preferred_site)
 PREFERRED_SITE_KEYS = {"prefer", "stimuli", "labels", "radius_mm"}
 MEASURE_KINDS = ("record", "behave", "synthesize", "compare")
 PERTURBATIONS = ("Lesion", "Muscimol", "Optogenetic", "Microstimulation", "Ablation")

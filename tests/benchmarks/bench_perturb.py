@@ -5,7 +5,7 @@
 
 1. ``rig.record`` throughput with a muscimol injection in IT (or microstimulation in V4)
    against no perturbation, paired runs (target: overhead <= 10 %).
-2. ``perturb.compare`` of an IT muscimol injection on a fitted decoder's accuracy, 200
+2. ``insilico.analysis.compare`` of an IT muscimol injection on a fitted decoder's accuracy, 200
    natural images, 50 matched random injections: wall time batched (conditions replicated
    at the perturbed layer) and condition by condition.
 """
@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from _common import paired, write_result
 
 import insilico as lab
-import perturb.effects as effects
+import insilico.analysis.effects as effects
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
         progress=False,
     )
     t0 = time.perf_counter()
-    effect = lab.perturb.compare(rig, test, injection, **kwargs)
+    effect = lab.analysis.compare(rig, test, injection, **kwargs)
     batched_s = time.perf_counter() - t0
     result["compare"] = {
         "n_images": len(test),
@@ -89,17 +89,17 @@ def main(argv: list[str] | None = None) -> dict:
         "p_value": round(effect.p_value, 4),
     }
     if args.serial:
-        real = effects._is_map_perturbation
-        effects._is_map_perturbation = lambda p: False
+        real = effects.acts_through_unit_maps
+        effects.acts_through_unit_maps = lambda p: False
         try:
             t0 = time.perf_counter()
-            serial = lab.perturb.compare(rig, test, injection, **kwargs)
+            serial = lab.analysis.compare(rig, test, injection, **kwargs)
             result["compare"]["serial_s"] = round(time.perf_counter() - t0, 1)
             result["compare"]["serial_equals_batched"] = bool(
                 abs(serial.effect - effect.effect) < 1e-9
             )
         finally:
-            effects._is_map_perturbation = real
+            effects.acts_through_unit_maps = real
     write_result(args.json, result)
     return result
 

@@ -6,14 +6,15 @@ number, or along random directions of the same dimension) on one stimulus set, a
 the effect on a readout with a 95 % bootstrap confidence interval over stimuli and the rank of
 the real effect among the controls. A localisation claim is only as good as this comparison.
 
-Perturbations that act unit by unit (``unit_maps``: lesions, muscimol, optogenetics,
-microstimulation, zero ablation) run as one batch of conditions: the network runs once up to
-the perturbed layer, whose output is replicated once per condition, so 50 controls cost the
-downstream layers only. Other perturbations run condition by condition.
+Perturbations that act unit by unit run as one batch of conditions
+(``perturb.conditions.replicate_conditions``); other perturbations run condition by condition.
+This is analysis above the rig: it runs a rig and its decoders, so it lives here, not in
+``perturb``.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,9 @@ import torch
 from tqdm.auto import tqdm
 
 from perturb.base import Perturbation, UnitMaps
+from perturb.conditions import acts_through_unit_maps, replicate_conditions, tissue_match
+from rigs.behavior import Decoder, imagenet_categories
+from rigs.rig import Rig
 from stimuli.stimulus_set import check_seed
 
 READOUTS = ("behaviour", "choice", "neural")
@@ -84,20 +88,8 @@ class Effect:
         return "\n".join(lines)
 
 
-def _is_map_perturbation(p: Perturbation) -> bool:
-    try:
-        return (
-            type(p).attach is Perturbation.attach
-            and type(p).unit_maps is not Perturbation.unit_maps
-        )
-    except AttributeError:
-        return False
-
-
-def _readout(rig, readout: str, task: Any, labels: Any, choice: Any, targets: Any):
+def _readout(rig: Rig, readout: str, task: Any, labels: Any, choice: Any, targets: Any):
     """(region or None, per-stimulus function of (rates or probabilities) -> values, unit)."""
-    from rigs.behavior import Decoder  # rigs imports perturb: resolve lazily
-
     if readout == "neural":
         if targets is None:
             raise ValueError("readout='neural' needs targets (a region, an array or neuroid ids)")
@@ -145,13 +137,11 @@ def _readout(rig, readout: str, task: Any, labels: Any, choice: Any, targets: An
     return region, correct, "fraction correct"
 
 
-def rig_categories(rig) -> list[str]:
-    from rigs.behavior import imagenet_categories
-
+def rig_categories(rig: Rig) -> list[str]:
     return imagenet_categories(rig.model.commitment.num_classes)
 
 
-def _condition_values(rig, images, rows, region, fn, k: int, silencing) -> torch.Tensor:
+def _condition_values(rig: Rig, images, rows, region, fn, k: int, silencing) -> torch.Tensor:
     """Readout values (conditions, stimuli) for one image batch. With a replicating hook
     attached the network output carries ``k`` conditions; ``silencing`` is then a pair of
     (k, units) tensors for the readout region: the per-condition rate factor and the output
@@ -177,31 +167,6 @@ def _condition_values(rig, images, rows, region, fn, k: int, silencing) -> torch
     return values.expand(k, n) if values.shape[0] == 1 else values
 
 
-def _replicate(model, region: str, maps: list[UnitMaps]):
-    """Hook replicating ``region``'s output once per condition, each with its unit maps."""
-    ru = model.region_units(region)
-    rc = model.region(region)
-    c, h, w = ru.shape
-    per_hz = (rc.max_hz - rc.baseline_hz) / ru.rate_scale
-    gain = torch.stack([m.gain for m in maps]).view(len(maps), 1, c, h, w).to(model.device)
-    shift = torch.stack([m.drive_hz / per_hz for m in maps]).view(len(maps), 1, c, h, w)
-    shift = shift.to(model.device)
-
-    def hook(module, args, output: torch.Tensor) -> torch.Tensor:
-        y = output.unsqueeze(0) * gain + shift
-        return y.reshape(-1, c, h, w)
-
-    handle = model.network.get_submodule(ru.layer).register_forward_hook(hook)
-    factor = torch.stack([m.silencing for m in maps])
-    undo = torch.stack(
-        [
-            torch.where((m.silencing < 1) & (m.gain > 0), m.gain, torch.ones_like(m.gain))
-            for m in maps
-        ]
-    )
-    return handle, (factor, undo)
-
-
 def _bootstrap_ci(diff: np.ndarray, n_boot: int, rng: np.random.Generator) -> tuple[float, float]:
     idx = rng.integers(0, len(diff), size=(n_boot, len(diff)))
     means = diff[idx].mean(axis=1)
@@ -209,8 +174,8 @@ def _bootstrap_ci(diff: np.ndarray, n_boot: int, rng: np.random.Generator) -> tu
 
 
 def compare(
-    rig,
-    stimuli,
+    rig: Rig,
+    stimuli: Any,
     perturbation: Perturbation,
     readout: str = "behaviour",
     task: Any = None,
@@ -228,8 +193,6 @@ def compare(
     Readouts: ``"behaviour"`` (fraction correct of ``task`` given ``labels``), ``"choice"``
     (probability of choosing ``choice``), ``"neural"`` (mean rate of ``targets``, spikes/s).
     """
-    import time
-
     if not isinstance(perturbation, Perturbation):
         raise TypeError(f"perturbation must be a Perturbation, got {perturbation!r}")
     if not isinstance(controls, int) or controls < 0:
@@ -241,7 +204,7 @@ def compare(
     rng = np.random.default_rng(seed)
     model = rig.model
     conditions = [perturbation] + [perturbation.random_control(model, rng) for _ in range(controls)]
-    batched = all(_is_map_perturbation(p) for p in conditions) and not rig.perturbations
+    batched = all(acts_through_unit_maps(p) for p in conditions) and not rig.perturbations
     n = len(stimuli)
     values = np.empty((len(conditions) + 1, n))  # row 0: unperturbed
     if batched:
@@ -249,7 +212,7 @@ def compare(
         maps = [UnitMaps.identity(n_units)] + [p.unit_maps(model) for p in conditions]
         k = len(maps)
         chunk = max(1, (4 * batch_size) // k)
-        handle, silencing = _replicate(model, perturbation.region, maps)
+        handle, silencing = replicate_conditions(model, perturbation.region, maps)
         sil = silencing if region == perturbation.region else None
         try:
             for lo in tqdm(range(0, n, chunk), desc="compare", disable=not progress, leave=False):
@@ -272,7 +235,7 @@ def compare(
                     values[c, rows] = v[0].numpy()
     diffs = values[1:] - values[0]
     effects = diffs.mean(axis=1)
-    affected, control_affected = _tissue_match(model, perturbation, conditions[1:])
+    affected, control_affected = tissue_match(model, perturbation, conditions[1:])
     real, ctrl = float(effects[0]), effects[1:]
     return Effect(
         readout=readout,
@@ -307,16 +270,3 @@ def control_statistics(real: float, controls: np.ndarray) -> dict[str, float]:
         "rank": float(np.mean(np.abs(ctrl) < abs(real))) if n else float("nan"),
         "p_directional": float((1 + np.sum(np.sign(real) * ctrl >= abs(real))) / (1 + n)),
     }
-
-
-def _tissue_match(model, real: Perturbation, controls: list) -> tuple[int | None, Any]:
-    """Affected-unit counts of the real perturbation and its controls, at the real one's
-    threshold (half its peak effect); None for perturbations without a spatial effect."""
-    if not hasattr(real, "affected"):
-        return None, None
-    from perturb.spatial import _effect_size
-
-    e = _effect_size(real.unit_maps(model), model.region(real.region).max_hz)
-    threshold = 0.5 * float(e.max())
-    counts = np.array([c.affected(model, threshold) for c in controls], dtype=int)
-    return real.affected(model, threshold), counts
