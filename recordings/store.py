@@ -38,7 +38,7 @@ COMPLETE_ATTR = "complete"
 VARIABLE = "response"
 
 
-def _prepare(rec: xr.DataArray) -> xr.Dataset:
+def as_zarr_dataset(rec: xr.DataArray) -> xr.Dataset:
     """DataArray -> Dataset ready for zarr: no MultiIndex, vlen strings, JSON-safe attrs."""
     if rec.name is None or rec.name != VARIABLE:
         rec = rec.rename(VARIABLE)
@@ -174,7 +174,7 @@ def save(rec: xr.DataArray, path: str | os.PathLike, overwrite: bool = False) ->
     path = Path(path)
     check_target(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
-    ds = _prepare(rec)
+    ds = as_zarr_dataset(rec)
     ds.attrs = {COMPLETE_ATTR: True, DONE_ATTR: int(rec.sizes["presentation"])}
     ds.to_zarr(path, mode="w-", consolidated=False)
     return path
@@ -399,7 +399,7 @@ class StreamWriter:
 
     def append(self, rec: xr.DataArray) -> None:
         """Write one batch of presentations and commit it."""
-        ds = _prepare(rec)
+        ds = as_zarr_dataset(rec)
         # xarray rewrites the group attrs on every write: keep the bookkeeping in them
         ds.attrs = {JOB_ATTR: self.job, DONE_ATTR: self.done, COMPLETE_ATTR: False}
         if not self._exists:

@@ -604,7 +604,7 @@ def _check_output_folder(out: Path, spec: Spec, overwrite: bool) -> None:
 def _store_results(store: Path, spec: Spec, results: dict[str, dict[str, MeasureOutput]]) -> None:
     """One zarr store: a group per measure and condition with its metrics (per item), the
     recording (record measures) or choice probabilities (behave measures)."""
-    from recordings.store import _prepare
+    from recordings.store import as_zarr_dataset
 
     root = xr.Dataset(
         attrs=json_attrs(
@@ -622,7 +622,7 @@ def _store_results(store: Path, spec: Spec, results: dict[str, dict[str, Measure
                 attrs=json_attrs({"summary": mo.summary}),
             )
             if isinstance(mo.data, xr.DataArray):
-                data = _prepare(mo.data)
+                data = as_zarr_dataset(mo.data)
                 data[next(iter(data.data_vars))].attrs = {}
                 ds = xr.merge([ds, data], combine_attrs="override")
             elif isinstance(mo.data, SynthesisResult):
