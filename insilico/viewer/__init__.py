@@ -12,11 +12,11 @@ and the dock widgets *Synthesize* and *Responses* (Plugins menu).
 from __future__ import annotations
 
 import os
-import weakref
 from typing import TYPE_CHECKING, Any
 
-from insilico.viewer._compat import camera, prepare_torch
-from insilico.viewer.layers import META, identify, read_store, recording_layers, synthesis_layers
+from insilico.viewer._compat import prepare_torch
+from insilico.viewer.docks import add_responses_dock, add_synthesize_dock, attach
+from insilico.viewer.layers import identify, read_store, recording_layers, synthesis_layers
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -30,8 +30,6 @@ __all__ = [
     "prepare_torch",
     "view",
 ]
-
-_ATTACHED: dict[int, weakref.ref] = {}
 
 
 def layer_data(obj: Any, name: str | None = None) -> list[tuple]:
@@ -70,7 +68,7 @@ def view(
     """
     layers = [] if result_or_path is None else layer_data(result_or_path)  # errors before Qt
     prepare_torch()  # before OpenGL loads (see _compat.prepare_torch)
-    import napari
+    import napari  # napari and Qt load only when a viewer opens
 
     if viewer is None:
         title = "insilico-lab"
@@ -86,72 +84,3 @@ def view(
     if layers:
         viewer.reset_view()
     return viewer
-
-
-def attach(viewer: napari.Viewer) -> None:
-    """Prepare a viewer for the lab's layers (idempotent): point the camera up when a layer
-    in degrees arrives (elevation grows upwards), start synthesis stacks at their final
-    step, and add the *Responses* dock."""
-    key = id(viewer)
-    ref = _ATTACHED.get(key)
-    if ref is not None and ref() is viewer:
-        return
-    _ATTACHED[key] = weakref.ref(viewer)
-
-    def inserted(event) -> None:
-        _prepare_layer(viewer, event.value)
-
-    viewer.layers.events.inserted.connect(inserted)
-    for layer in list(viewer.layers):
-        _prepare_layer(viewer, layer)
-
-
-def _prepare_layer(viewer: napari.Viewer, layer: Any) -> None:
-    meta = layer.metadata.get(META) if hasattr(layer, "metadata") else None
-    if not meta:
-        return
-    if "elevation" in tuple(getattr(layer, "axis_labels", ())):
-        camera(viewer).orientation2d = ("up", "right")
-    labels = tuple(layer.axis_labels)
-    first = viewer.dims.ndim - layer.ndim
-    if meta.get("kind") in ("synthesis", "recording") and labels[0] in ("image", "stimulus"):
-        viewer.dims.set_current_step(first, 0)
-    if meta.get("kind") == "synthesis" and "step" in labels:
-        viewer.dims.set_current_step(first + labels.index("step"), len(meta["steps"]) - 1)
-    if meta.get("kind") in ("synthesis", "recording"):
-        add_responses_dock(viewer)
-
-
-def _docks(viewer: napari.Viewer) -> dict:
-    """Dock name -> inner widget (napari >= 0.6.2 ``window.dock_widgets``)."""
-    window = getattr(viewer, "window", None)
-    if window is None:
-        return {}
-    docks = getattr(window, "dock_widgets", None)
-    if docks is not None:
-        return dict(docks)
-    wrapped = getattr(window, "_wrapped_dock_widgets", None) or {}
-    return {name: dock.widget() for name, dock in wrapped.items()}
-
-
-def add_responses_dock(viewer: napari.Viewer):
-    """The *Responses* dock of this viewer (added once)."""
-    from insilico.viewer.widgets import ResponsesWidget
-
-    return _add_dock(viewer, "Responses", ResponsesWidget)
-
-
-def add_synthesize_dock(viewer: napari.Viewer):
-    """The *Synthesize* dock of this viewer (added once)."""
-    from insilico.viewer.widgets import SynthesizeWidget
-
-    return _add_dock(viewer, "Synthesize", SynthesizeWidget)
-
-
-def _add_dock(viewer: napari.Viewer, name: str, cls: type):
-    for widget in _docks(viewer).values():
-        if isinstance(widget, cls):
-            return widget
-    widget = cls(viewer)
-    viewer.window.add_dock_widget(widget, name=name, area="right")
-    return widget

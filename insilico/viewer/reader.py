@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from insilico.viewer._compat import prepare_torch
+from insilico.viewer.docks import attach
 from insilico.viewer.layers import identify, read_store
 
 
@@ -33,8 +35,6 @@ def read(path: str | list[str], stack: bool = False) -> list:
     if isinstance(path, list | tuple):
         path = path[0]
     path = str(path).rstrip("/\\")
-    from insilico.viewer._compat import prepare_torch
-
     prepare_torch()
     try:
         layers = read_store(path)
@@ -62,6 +62,4 @@ def _prepare_current_viewer() -> None:
     except Exception:  # no napari, or no viewer yet: layers are still returned
         return
     if viewer is not None:
-        from insilico.viewer import attach
-
         attach(viewer)
