@@ -8,6 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from insilico.analysis import orientation_selectivity
+from insilico.brain import load_model
+from rigs import Rig
+from stimuli import Display, gratings
 
 #: orientation shuffles for the demo's null OSI distribution
 NULL_SHUFFLES = 20
@@ -53,20 +56,18 @@ def run_demo(
 ) -> dict:
     """Implant a V1 array at ``at_deg``, record its orientation tuning to gratings, save a
     zarr store and a PNG of tuning curves into ``out``; return a summary dict."""
-    import matplotlib
+    import matplotlib  # here, not at the top: the demo's Agg backend is not forced on importers
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    import insilico as lab
-
     t0 = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    model = lab.load_model(model_name)
-    rig = lab.Rig(model, display=lab.Display(distance_cm=57, width_cm=53, resolution=(1920, 1080)))
+    model = load_model(model_name)
+    rig = Rig(model, display=Display(distance_cm=57, width_cm=53, resolution=(1920, 1080)))
     v1 = rig.implant("V1", n_sites=n_sites, at_deg=at_deg, seed=seed)
-    grat = lab.stimuli.gratings(
+    grat = gratings(
         size_deg=3,
         position_deg=at_deg,
         orientation_deg=range(0, 180, 15),

@@ -1,9 +1,11 @@
 import json
+import re
 
 import pytest
 
 import recordings
-from insilico.cli import _value, main
+from insilico.cli import main
+from insilico.cli.values import parse_value
 
 
 def test_models(capsys):
@@ -86,9 +88,9 @@ def test_demo_on_tiny_model(tmp_path, capsys):
 
 
 def test_value_parsing():
-    assert _value("0:180:45") == [0, 45, 90, 135]
-    assert _value("1,2,4") == [1, 2, 4]
-    assert _value("0.5") == 0.5 and _value("sine") == "sine"
+    assert parse_value("0:180:45") == [0, 45, 90, 135]
+    assert parse_value("1,2,4") == [1, 2, 4]
+    assert parse_value("0.5") == 0.5 and parse_value("sine") == "sine"
 
 
 def test_synthesize_command(tmp_path, capsys):
@@ -126,6 +128,9 @@ def test_synthesize_command(tmp_path, capsys):
     assert "no synthesis result" in capsys.readouterr().err
     assert main([*args.replace("3,5", "99").split(), "--out", str(tmp_path / "x.zarr")]) == 2
     assert "sites [99] are not in this array" in capsys.readouterr().err
+    # --at-deg and --at-mm place the array one way or the other, as in record
+    assert main([*args.split(), "--at-mm=1,1", "--out", str(tmp_path / "y.zarr")]) == 2
+    assert "give at_deg or at_mm, not both" in capsys.readouterr().err
 
 
 def test_view_without_a_display_is_one_line(tmp_path, capsys, monkeypatch):
@@ -145,6 +150,8 @@ def test_every_option_has_help_and_sites_means_site_numbers(tmp_path, capsys):
     for name, parser in sub.items():
         for action in parser._actions:
             assert action.help, f"insilico {name} {action.option_strings or action.dest}"
+        for example in re.findall(r"--sites[ =](\S+)", parser.description or ""):
+            assert "," in example, f"insilico {name}: --sites {example} in an example is a count"
     for name in ("record", "synthesize", "run"):
         options = {o for a in sub[name]._actions for o in a.option_strings}
         assert {"--seed", "--device"} <= options, name
