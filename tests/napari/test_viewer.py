@@ -269,3 +269,18 @@ def test_recording_store_shows_stimuli_and_responses(make_napari_viewer, tiny_ri
         meta["mean"][:, 3].max(),
         float(rec.isel(neuroid=3).mean("time_bin").groupby("stimulus_id").mean().max()),
     )
+
+
+def test_manifest_commands_name_existing_callables():
+    """Every command of insilico/napari.yaml points at a callable napari can import."""
+    import importlib
+    from pathlib import Path
+
+    from npe2 import PluginManifest
+
+    manifest = PluginManifest.from_file(Path(lab.__file__).parent / "napari.yaml")
+    commands = manifest.contributions.commands
+    assert len(commands) == 3
+    for command in commands:
+        module, name = command.python_name.split(":")
+        assert callable(getattr(importlib.import_module(module), name)), command.id
