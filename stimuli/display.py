@@ -7,16 +7,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-
-def _positive(name: str, value: float) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive number, got {value!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-    return value
-
+from stimuli.stimulus_set import check_positive
 
 #: display bit depths the lab renders and exports (10/12-bit codes go in a 16-bit PNG)
 SUPPORTED_BITS = (8, 10, 12, 16)
@@ -53,8 +44,8 @@ class Display:
     bit_depth: int = 8
 
     def __post_init__(self) -> None:
-        _positive("distance_cm", self.distance_cm)
-        _positive("width_cm", self.width_cm)
+        check_positive(self.distance_cm, "distance_cm")
+        check_positive(self.width_cm, "width_cm")
         try:
             w, h = (int(r) for r in self.resolution)
         except (TypeError, ValueError):
@@ -69,8 +60,8 @@ class Display:
         object.__setattr__(self, "resolution", (w, h))
         if self.height_cm is None:
             object.__setattr__(self, "height_cm", self.width_cm * h / w)  # square pixels
-        _positive("height_cm", self.height_cm)
-        _positive("gamma", self.gamma)
+        check_positive(self.height_cm, "height_cm")
+        check_positive(self.gamma, "gamma")
         if not 0.0 <= float(self.background) <= 1.0:
             raise ValueError(
                 f"background must be a linear luminance in [0, 1], got {self.background!r}"
@@ -122,7 +113,7 @@ class Display:
 
     def size_px(self, size_deg: float, at_deg: float = 0.0) -> float:
         """Width in monitor pixels of a stimulus ``size_deg`` wide centred at ``at_deg`` (x)."""
-        _positive("size_deg", size_deg)
+        check_positive(size_deg, "size_deg")
         u0, _ = self.deg_to_px(at_deg - size_deg / 2, 0.0)
         u1, _ = self.deg_to_px(at_deg + size_deg / 2, 0.0)
         return float(u1 - u0)

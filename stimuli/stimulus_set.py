@@ -46,15 +46,21 @@ def check_seed(seed: Any, name: str = "seed") -> int:
     return int(seed)
 
 
+def check_positive(value: Any, name: str, what: str = "a positive number") -> float:
+    """``value`` as a float if it is a finite number > 0; else an error saying ``name`` must
+    be ``what``."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be {what}, got {value!r}") from None
+    if not math.isfinite(number) or number <= 0:
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+    return number
+
+
 def check_size_deg(size_deg: Any, name: str = "size_deg") -> float:
     """A size in degrees: a finite number > 0."""
-    try:
-        value = float(size_deg)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive number of degrees, got {size_deg!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive number of degrees, got {size_deg!r}")
-    return value
+    return check_positive(size_deg, name, "a positive number of degrees")
 
 
 def check_position_deg(position_deg: Any, name: str = "position_deg") -> tuple[float, float]:
@@ -203,6 +209,8 @@ class StimulusSet:
         default the stimulus id's tail) with its size in degrees. ``path`` writes a PNG;
         returns the matplotlib Figure.
         """
+        # pyplot is imported here, not at the top: it is heavy, and writing a file needs the
+        # Agg backend chosen before pyplot is first imported
         import matplotlib
 
         if path is not None:

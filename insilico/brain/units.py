@@ -113,7 +113,7 @@ def cache_dir() -> Path:
 
 
 def _cache_key(model: BrainModel, rc: RegionCommitment) -> str:
-    from stimuli.generators import NATURAL_VERSION
+    from stimuli.natural import NATURAL_VERSION
 
     blob = json.dumps(
         {

@@ -296,20 +296,21 @@ def render_stimuli(
     if len(places) != 1:
         return None
     try:
-        from stimuli import generators as gen
+        from stimuli.parametric import grating_renderer
+        from stimuli.tables import DEFAULT_PPD, shape_for
 
         size = float(stim["size_deg"].iloc[0])
-        ppd = min(gen.DEFAULT_PPD, max_px / size)
+        ppd = min(DEFAULT_PPD, max_px / size)
         rows = stim.copy()
         if "aperture" not in rows:
             rows["aperture"] = "none" if kind == "gabors" else "circle"
         for col in rows.columns:
             if rows[col].dtype == object and col in ("waveform", "aperture"):
                 rows[col] = rows[col].astype(str)
-        shape = gen._shape_for(size, ppd)
+        shape = shape_for(size, ppd)
         if len(rows) * 3 * shape[0] * shape[1] * 4 > LAZY_BYTES:
             return None
-        out = gen._grating_renderer(shape)(rows.reset_index(drop=True))
+        out = grating_renderer(shape)(rows.reset_index(drop=True))
         lum = out.linear().numpy()
         if out.alpha is not None:
             alpha = out.alpha.numpy()

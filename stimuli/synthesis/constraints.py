@@ -17,22 +17,11 @@ projection onto the constraints for images that already meet them.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
+from stimuli.apertures import circular_window
+
 GAMUT_MARGIN = 1e-6
-
-
-def aperture(shape: tuple[int, int], size_deg: float, edge_deg: float) -> torch.Tensor:
-    """(H, W) window in [0, 1]: 1 inside a circle of diameter ``size_deg``, raised-cosine edge."""
-    h, w = shape
-    dpp = size_deg / w
-    y = ((h - 1) / 2 - torch.arange(h, dtype=torch.float32))[:, None] * dpp
-    x = (torch.arange(w, dtype=torch.float32) - (w - 1) / 2)[None, :] * dpp
-    r = torch.sqrt(x**2 + y**2)
-    ramp = ((size_deg / 2 - r) / max(edge_deg, 1e-6)).clamp(0.0, 1.0)
-    return 0.5 - 0.5 * torch.cos(math.pi * ramp)
 
 
 class DisplayConstraints(torch.nn.Module):
@@ -56,7 +45,7 @@ class DisplayConstraints(torch.nn.Module):
         self.rms_contrast = float(rms_contrast)
         self.size_deg = float(size_deg)
         self.edge_deg = float(edge_deg)
-        window = aperture(shape, size_deg, edge_deg) if use_aperture else torch.ones(shape)
+        window = circular_window(shape, size_deg, edge_deg) if use_aperture else torch.ones(shape)
         self.register_buffer("window", window)
 
     def forward(self, raw: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from stimuli.display import Display, check_bit_depth
 
@@ -80,8 +81,6 @@ def write_png(path: str | Path, values: np.ndarray, bit_depth: int | None = None
         v = values.astype(np.uint32)
         values = ((v << (16 - bits)) | (v >> (2 * bits - 16))).astype(np.uint16)
     if values.dtype == np.uint8:
-        from PIL import Image
-
         Image.fromarray(values, mode="RGB").save(path)
         return
     if values.dtype != np.uint16:
@@ -124,7 +123,5 @@ def read_png(path: str | Path) -> np.ndarray:
             raise ValueError(f"{str(path)!r}: 16-bit PNGs with row filters are not supported")
         out = raw[:, 1:].copy().view(">u2").reshape(h, w, 3).astype(np.uint16)
         return out >> (16 - sbit) if sbit in (10, 12) else out
-    from PIL import Image
-
     with Image.open(path) as im:
         return np.asarray(im.convert("RGB"))
