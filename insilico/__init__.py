@@ -10,9 +10,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
-
 _LAZY = {
+    "__version__": ("recordings.format", "INSILICO_VERSION"),
     "load_model": ("insilico.brain", "load_model"),
     "models": ("insilico.brain", "models"),
     "BrainModel": ("insilico.brain", "BrainModel"),
@@ -30,7 +29,7 @@ _LAZY = {
     "analysis": ("insilico.analysis", None),
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = list(_LAZY)
 
 
 def __getattr__(name: str) -> Any:

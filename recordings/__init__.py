@@ -14,7 +14,8 @@ from recordings.format import (
     json_attrs,
 )
 from recordings.real import load_responses
-from recordings.store import StreamWriter, open_recording, save
+from recordings.store import open_recording, save
+from recordings.stream import StreamWriter
 
 open = open_recording
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import math
 from collections.abc import Mapping
@@ -9,6 +10,11 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+
+try:  #: the lab's version (the installed distribution's), written into every provenance
+    INSILICO_VERSION = importlib.metadata.version("insilico-lab")
+except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
+    INSILICO_VERSION = "0+unknown"
 
 DIMS = ("presentation", "neuroid", "time_bin")
 #: coordinates every recording carries along ``presentation`` (plus every stimulus parameter)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -62,33 +63,42 @@ class SiteArray:
         )
 
 
+def select_sites(numbers: np.ndarray, key: Any) -> np.ndarray:
+    """Positions of the sites that ``key`` picks among sites numbered ``numbers``: site
+    numbers (an int or a list), a boolean mask over the sites, or a slice of positions (as
+    on a list: ``sites[:2]``). The one meaning of ``.sites[...]`` on arrays and mapped sites."""
+    numbers = np.asarray(numbers, dtype=np.int64)
+    positions = np.arange(len(numbers))
+    if isinstance(key, slice):
+        picked = positions[key]
+        if len(picked) == 0:
+            raise ValueError(f"site slice {key} selects no site of {len(numbers)}")
+        return picked
+    key = np.atleast_1d(np.asarray(key))
+    if key.dtype == bool:
+        if len(key) != len(numbers):
+            raise ValueError(f"boolean site mask has {len(key)} entries for {len(numbers)} sites")
+        if not key.any():
+            raise ValueError("the boolean site mask selects no site")
+        return positions[key]
+    if len(key) == 0:
+        raise ValueError("no sites selected")
+    where = {int(n): k for k, n in enumerate(numbers)}
+    missing = [int(k) for k in key if int(k) not in where]
+    if missing:
+        raise ValueError(
+            f"sites {missing} are not in this array; it has sites {numbers.min()}..{numbers.max()}"
+        )
+    return np.array([where[int(k)] for k in key], dtype=np.int64)
+
+
 class _SiteIndexer:
     def __init__(self, array: SiteArray) -> None:
         self._array = array
 
-    def __getitem__(self, key) -> SiteArray:
-        if isinstance(key, slice):  # a slice of positions, as on a list: sites[:2]
-            numbers = self._array.site_numbers[key]
-            if len(numbers) == 0:
-                raise ValueError(f"site slice {key} selects no site of {len(self._array)}")
-            key = numbers
-        numbers = np.atleast_1d(np.asarray(key))
-        if numbers.dtype == bool:
-            if len(numbers) != len(self._array):
-                raise ValueError(
-                    f"boolean site mask has {len(numbers)} entries for {len(self._array)} sites"
-                )
-            rows = self._array.table[numbers]
-        else:
-            table = self._array.table.set_index("site", drop=False)
-            missing = [int(k) for k in numbers if int(k) not in table.index]
-            if missing:
-                raise ValueError(
-                    f"sites {missing} are not in this array; it has sites "
-                    f"{table.index.min()}..{table.index.max()}"
-                )
-            rows = table.loc[numbers.astype(np.int64)].reset_index(drop=True)
+    def __getitem__(self, key: Any) -> SiteArray:
         a = self._array
+        rows = a.table.iloc[select_sites(a.site_numbers, key)].reset_index(drop=True)
         return SiteArray(a.model_name, a.region, a.layer, rows, parent=a.parent or a)
 
 

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+import xarray as xr
+
+import recordings
+from recordings.format import as_string_array
+from stimuli import StimulusSet
+from stimuli.stimulus_set import check_seed
+
+if TYPE_CHECKING:
+    from rigs.rig import Rig
 
 
 @dataclass
@@ -136,3 +145,76 @@ def imagenet_categories(num_classes: int) -> list[str]:
         except (ImportError, AttributeError, KeyError):
             pass
     return [f"class_{k}" for k in range(num_classes)]
+
+
+def fit_task(
+    rig: Rig,
+    stimuli: StimulusSet,
+    labels: Any,
+    region: str = "IT",
+    folds: int = 5,
+    seed: int = 0,
+    l2: float = 1.0,
+) -> Decoder:
+    """Fit a linear (logistic) decoder of ``labels`` from ``region``'s rates to
+    ``stimuli``; its k-fold cross-validated accuracy is in the result."""
+    check_seed(seed)
+    if isinstance(labels, str):
+        if labels not in stimuli.meta.columns:
+            raise ValueError(f"labels {labels!r} is not a column of the stimulus table")
+        labels = stimuli.meta[labels].to_numpy()
+    features = rig.region_rates(stimuli, region)
+    return fit_decoder(features, labels, region, rig.model.name, folds=folds, seed=seed, l2=l2)
+
+
+def behave(
+    rig: Rig, stimuli: StimulusSet, task: str | Decoder = "imagenet", batch_size: int = 64
+) -> xr.DataArray:
+    """Choices of the model: an xarray (presentation, choice) of probabilities with the
+    chosen label as the presentation coordinate ``label``.
+
+    ``task="imagenet"`` reads the network's own classifier; a ``Decoder`` from
+    ``fit_task`` reads its region. Perturbations upstream of the readout change both.
+    """
+    rig.check_visible(stimuli)
+    if isinstance(task, Decoder):
+        if task.model_name != rig.model.name:
+            raise ValueError(
+                f"decoder was fitted on {task.model_name!r}, rig holds {rig.model.name!r}"
+            )
+        probs = task.probabilities(rig.region_rates(stimuli, task.region, batch_size))
+        choices = [str(c) for c in task.classes]
+    elif task == "imagenet":
+        parts = []
+        for lo in range(0, len(stimuli), batch_size):
+            idx = np.arange(lo, min(lo + batch_size, len(stimuli)))
+            parts.append(torch.softmax(rig.model.logits(rig.present(stimuli, idx)), 1).cpu())
+        probs = torch.cat(parts)
+        choices = imagenet_categories(probs.shape[1])
+    else:
+        raise ValueError(f"task must be 'imagenet' or a Decoder from rig.fit_task, got {task!r}")
+    p = probs.numpy()
+    meta = stimuli.parameters
+    coords = {
+        name: ("presentation", as_string_array(col) if col.dtype == object else col)
+        for name, col in ((c, meta[c].to_numpy()) for c in meta.columns)
+    }
+    coords["choice"] = ("choice", as_string_array(choices))
+    coords["label"] = (
+        "presentation",
+        as_string_array(np.asarray(choices, dtype=object)[p.argmax(1)]),
+    )
+    return xr.DataArray(
+        p,
+        dims=("presentation", "choice"),
+        coords=coords,
+        name="choice_probability",
+        attrs=recordings.json_attrs(
+            {
+                "model": rig.model.name,
+                "task": task.describe() if isinstance(task, Decoder) else task,
+                "perturbations": [p_.describe() for p_ in rig.perturbations],
+                "rig": rig.describe(),
+            }
+        ),
+    )

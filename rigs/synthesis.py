@@ -18,9 +18,16 @@ import pandas as pd
 import torch
 
 import stimuli
-from insilico import __version__
+from recordings.format import INSILICO_VERSION
 from rigs.arrays import SiteArray
-from rigs.mapping import MappedSites
+from rigs.mapped import MappedSites
+from rigs.scoring import (
+    TRANSFER_COLUMNS,
+    compare_with_references,
+    match_units,
+    population_drive,
+)
+from rigs.targets import rates, resolve_targets
 from stimuli.synthesis import objectives as obj_mod
 from stimuli.synthesis.constraints import DisplayConstraints
 from stimuli.synthesis.loop import optimize
@@ -41,15 +48,15 @@ def _target_sets(rig: Rig, targets: Any) -> tuple[list[str], list[list[str]]]:
     if isinstance(targets, dict):
         names, members = [], []
         for name, value in targets.items():
-            ids = [str(i) for t in rig._targets(value) for i in _ids(rig, t)]
+            ids = [str(i) for t in resolve_targets(rig.model, value) for i in _ids(rig, t)]
             names.append(str(name))
             members.append(ids)
         return names, members
     if isinstance(targets, str):
-        (t,) = rig._targets(targets)
+        (t,) = resolve_targets(rig.model, targets)
         return [targets], [list(_ids(rig, t))]
     if isinstance(targets, list | tuple | np.ndarray) and len(targets) > 0:
-        ids = [str(i) for t in rig._targets(list(targets)) for i in _ids(rig, t)]
+        ids = [str(i) for t in resolve_targets(rig.model, list(targets)) for i in _ids(rig, t)]
         return ids, [[i] for i in ids]
     raise ValueError(
         f"targets must be a SiteArray, neuroid ids, a region name or a dict of populations, "
@@ -89,7 +96,20 @@ def synthesize(
     transfer_tolerance_deg: float = 1.0,
     calibration: stimuli.StimulusSet | None = None,
 ) -> SynthesisResult:
-    """See :meth:`rigs.rig.Rig.synthesize`.
+    """Synthesize images that ``objective`` the ``targets`` (drive / silence / one_hot /
+    match, or a composed ``stimuli.synthesis.objectives.Objective``).
+
+    ``targets``: a SiteArray (each site a target), neuroid ids, a region name or a dict
+    ``{name: members}`` of population targets. Keywords: ``n_per_target=1``,
+    ``size_deg`` (default 3/4 of the field of view), ``position_deg=(0, 0)``,
+    ``steps=256``, ``seed=0``, ``reference`` (natural StimulusSet to compare with; default
+    1,000 crops), ``population`` (for one_hot; default the targets' whole array),
+    ``goal`` (match: pattern in spikes/s), ``param="fourier"|"pixel"``,
+    ``transforms=True``, ``rms_contrast=0.25``, ``edge_deg=0.25``, ``lr=0.05``,
+    ``temperature=1.0``, ``batch_size=32``, ``transfer=[other rigs]``, ``progress``,
+    ``callback(step, deviations, values) -> cancel?``. Images are constrained exactly
+    (aperture, mean luminance = background, RMS contrast, gamut) and their responses
+    re-measured as the display shows them.
 
     Comparison with natural images. ``reference`` (default: 1,000 :func:`stimuli.natural`
     crops, seed 1) is shown at the synthesis size and place two ways: *equated*
@@ -148,9 +168,9 @@ def synthesize(
     if isinstance(population, MappedSites):  # columns are the mapped sites themselves
         if len(pop_ids) != len(population):
             raise ValueError("mapped targets must be sites of the mapped population")
-        resolved = rig._targets(population)
+        resolved = resolve_targets(rig.model, population)
     else:
-        resolved = rig._targets(pop_ids)
+        resolved = resolve_targets(rig.model, pop_ids)
     column = {nid: k for k, nid in enumerate(pop_ids)}
     w_targets = torch.zeros(len(names), len(pop_ids))
     for t, m in enumerate(members):
@@ -163,11 +183,13 @@ def synthesize(
     gamma = rig.display.gamma
 
     def rates_of(deviations: torch.Tensor, grad: bool) -> torch.Tensor:
-        placed = rig._place(deviations.to(torch.float32), np.tile(pos, (len(deviations), 1)), size)
+        placed = rig.screen.place(
+            deviations.to(torch.float32), np.tile(pos, (len(deviations), 1)), size
+        )
         lum = (placed + bg).clamp(1e-6, 1.0)
-        if rig._on_screen is not None:
-            lum = lum * rig._on_screen
-        return rig._rates(lum.pow(1.0 / gamma), resolved, grad=grad, clamp=False)
+        if rig.screen.on_screen is not None:
+            lum = lum * rig.screen.on_screen
+        return rates(rig.model, lum.pow(1.0 / gamma), resolved, grad=grad, clamp=False)
 
     # reference natural images at the same size and place: equated to the synthesis's
     # display budget (the default comparison) and unconstrained (full-gamut square crops)
@@ -181,8 +203,8 @@ def synthesize(
         if equate_reference
         else ref_plain
     )
-    ref_drive = _drive(rig, ref, resolved)
-    plain_drive = _drive(rig, ref_plain, resolved) if equate_reference else ref_drive
+    ref_drive = population_drive(rig, ref, resolved)
+    plain_drive = population_drive(rig, ref_plain, resolved) if equate_reference else ref_drive
     z_stats = (ref_drive.mean(0), ref_drive.std(0).clamp(min=1e-3))
 
     goal_t = None
@@ -274,12 +296,12 @@ def synthesize(
         position_deg=pos,
         encoding="linear",
     )
-    columns, result.targets = _compare(
+    columns, result.targets = compare_with_references(
         kind,
         names,
         rows,
         w_targets,
-        _drive(rig, shown, resolved),
+        population_drive(rig, shown, resolved),
         ref_drive,
         plain_drive,
         z_stats,
@@ -290,14 +312,14 @@ def synthesize(
         result.table[col] = values
     transfer_modes, transfer_match = {}, {}
     for other in transfer or []:
-        if not hasattr(other, "model") or not hasattr(other, "_targets"):
+        if not hasattr(other, "model") or not hasattr(other, "screen"):
             raise ValueError(f"transfer must be a list of Rigs, got {type(other).__name__}")
         mine = (type(rig.model.network).__name__, rig.model.weights_id)
         theirs_id = (type(other.model.network).__name__, other.model.weights_id)
         if mine == theirs_id:
             transfer_modes[other.model.name] = "by_id_same_network"
-            other_resolved = other._targets(
-                population if isinstance(population, MappedSites) else pop_ids
+            other_resolved = resolve_targets(
+                other.model, population if isinstance(population, MappedSites) else pop_ids
             )
         else:
             # a neuroid id names an unrelated unit on another network: match by RF position,
@@ -312,15 +334,17 @@ def synthesize(
             )
             transfer_modes[other.model.name] = "rf_matched"
             transfer_match[other.model.name] = table
-            other_resolved = other._targets(matched)
-        other_ref = _drive(other, ref, other_resolved)
-        other_plain = _drive(other, ref_plain, other_resolved) if equate_reference else other_ref
-        _, theirs = _compare(
+            other_resolved = resolve_targets(other.model, matched)
+        other_ref = population_drive(other, ref, other_resolved)
+        other_plain = (
+            population_drive(other, ref_plain, other_resolved) if equate_reference else other_ref
+        )
+        _, theirs = compare_with_references(
             kind,
             names,
             rows,
             w_targets,
-            _drive(other, shown, other_resolved),
+            population_drive(other, shown, other_resolved),
             other_ref,
             other_plain,
             (other_ref.mean(0), other_ref.std(0).clamp(min=1e-3)),
@@ -358,178 +382,7 @@ def synthesize(
             "n": len(reference),
             "equated_fingerprint": ref.fingerprint() if equate_reference else None,
         },
-        "insilico_version": __version__,
+        "insilico_version": INSILICO_VERSION,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
     return result
-
-
-TRANSFER_COLUMNS = (
-    "synthesized",
-    "best_natural",
-    "ratio",
-    "beats_natural",
-    "best_natural_unconstrained",
-    "ratio_unconstrained",
-    "beats_natural_unconstrained",
-)
-
-
-def _compare(kind, names, rows, w_targets, drive, ref_drive, plain_drive, z_stats, temp, both):
-    """:func:`evaluate` against the equated reference, plus the ``*_unconstrained`` columns
-    against the plain crops (the same values when the reference is not equated)."""
-    columns, targets = evaluate(kind, names, rows, w_targets, drive, ref_drive, z_stats, temp)
-    if both:
-        _, plain = evaluate(kind, names, rows, w_targets, drive, plain_drive, z_stats, temp)
-    else:
-        plain = targets
-    for col in ("best_natural", "ratio", "beats_natural"):
-        targets[f"{col}_unconstrained"] = plain[col].to_numpy()
-    if kind == "silence":
-        targets["beats_natural_drive_unconstrained"] = plain["beats_natural_drive"].to_numpy()
-    return columns, targets
-
-
-def match_units(
-    rig: Rig,
-    other: Rig,
-    neuroid_ids: list[str],
-    size_deg: float,
-    position_deg: tuple[float, float],
-    tolerance_deg: float = 1.0,
-    calibration: stimuli.StimulusSet | None = None,
-) -> tuple[list[str], list[dict]]:
-    """For each of ``rig``'s ``neuroid_ids``, the unit of ``other`` (another network) that
-    stands in for it: same region and hemisphere, RF centre within ``tolerance_deg`` (deg)
-    of the target's, and among those the best correlated (Pearson r of rates in spikes/s)
-    over ``calibration`` (default 200 natural crops, seed 2, ``size_deg`` wide at
-    ``position_deg``). Returns the matched ids and one record per target (``target``,
-    ``matched``, ``r``, ``rf_offset_deg``, ``n_candidates``)."""
-    if not isinstance(tolerance_deg, int | float) or not tolerance_deg > 0:
-        raise ValueError(f"transfer_tolerance_deg must be > 0 deg, got {tolerance_deg!r}")
-    if calibration is None:
-        calibration = stimuli.natural(200, size_deg=size_deg, seed=2)
-    if not isinstance(calibration, stimuli.StimulusSet) or len(calibration) < 3:
-        raise ValueError("calibration must be a StimulusSet of at least 3 images")
-    cal = calibration.with_size(size_deg).with_position(position_deg)
-    by_region: dict[str, list[int]] = {}
-    for k, nid in enumerate(neuroid_ids):
-        by_region.setdefault(str(nid).split(".")[0], []).append(k)
-    matched: list[str] = [""] * len(neuroid_ids)
-    records: list[dict] = [{} for _ in neuroid_ids]
-    for region, idx in by_region.items():
-        if region not in other.model.regions:
-            raise ValueError(
-                f"transfer: region {region!r} is not committed on {other.model.name!r} "
-                f"(it has {', '.join(other.model.regions)})"
-            )
-        ids = [neuroid_ids[k] for k in idx]
-        src_ru = rig.model.region_units(region)
-        dst_ru = other.model.region_units(region)
-        src = src_ru.table.iloc[src_ru.units_of(ids)]
-        dst = dst_ru.table
-        mine = _drive(rig, cal, rig._targets(ids)).clamp(min=0).double()
-        theirs = _drive(other, cal, other._targets(region)).clamp(min=0).double()
-        zm = (mine - mine.mean(0)) / mine.std(0).clamp(min=1e-9)
-        zt = (theirs - theirs.mean(0)) / theirs.std(0).clamp(min=1e-9)
-        corr = (zm.T @ zt / (len(cal) - 1)).numpy()  # (targets, other units)
-        corr[:, (theirs.std(0) == 0).numpy()] = -np.inf  # silent units cannot match
-        dx = dst["rf_x_deg"].to_numpy()[None, :] - src["rf_x_deg"].to_numpy()[:, None]
-        dy = dst["rf_y_deg"].to_numpy()[None, :] - src["rf_y_deg"].to_numpy()[:, None]
-        dist = np.hypot(dx, dy)
-        ok = dist <= tolerance_deg
-        if "hemisphere" in src and "hemisphere" in dst:
-            ok &= dst["hemisphere"].to_numpy()[None, :] == src["hemisphere"].to_numpy()[:, None]
-        for j, k in enumerate(idx):
-            cand = np.flatnonzero(ok[j])
-            if len(cand) == 0:
-                raise ValueError(
-                    f"transfer: no {region} unit of {other.model.name!r} has its RF within "
-                    f"{tolerance_deg:g} deg of {ids[j]!r}'s (nearest {dist[j].min():.2f} deg); "
-                    "raise transfer_tolerance_deg"
-                )
-            best = cand[int(np.argmax(corr[j, cand]))]
-            matched[k] = str(dst_ru.neuroid_ids(np.array([best]))[0])
-            r = float(corr[j, best])
-            records[k] = {
-                "target": str(ids[j]),
-                "matched": matched[k],
-                "r": r if np.isfinite(r) else float("nan"),
-                "rf_offset_deg": float(dist[j, best]),
-                "n_candidates": len(cand),
-            }
-    return matched, records
-
-
-def _drive(rig: Rig, stim: stimuli.StimulusSet, resolved) -> torch.Tensor:
-    """Unrectified drive (spikes/s before clamping at 0) of the population: (stimuli, N)."""
-    out = []
-    for lo in range(0, len(stim), 64):
-        idx = np.arange(lo, min(lo + 64, len(stim)))
-        out.append(rig._rates(rig.present(stim, idx), resolved, clamp=False).float().cpu())
-    return torch.cat(out)
-
-
-def _one_hot_score(drive, weights, z_stats, temperature) -> torch.Tensor:
-    z = (drive - z_stats[0]) / z_stats[1]
-    p = torch.softmax(z / temperature, dim=1)
-    return (p * (weights > 0)).sum(1)
-
-
-def evaluate(kind, names, rows, w_targets, drive, ref_drive, z_stats, temperature):
-    """Per-image columns and per-target comparison with the reference natural images.
-
-    Responses are firing rates (spikes/s, rectified); for ``silence`` the unrectified drive
-    is compared too, since a rate cannot go below 0 however far below threshold it is.
-    """
-    w = w_targets[rows]
-    rates = drive.clamp(min=0)
-    ref_rates = ref_drive.clamp(min=0)
-    columns = {"response": (rates * w).sum(1).numpy(), "drive": (drive * w).sum(1).numpy()}
-    ref_resp = ref_rates @ w_targets.T
-    ref_dr = ref_drive @ w_targets.T
-    if kind == "one_hot":
-        columns["score"] = _one_hot_score(drive, w, z_stats, temperature).numpy()
-        ref_scores = torch.stack(
-            [
-                _one_hot_score(
-                    ref_drive, w_targets[t].expand(len(ref_drive), -1), z_stats, temperature
-                )
-                for t in range(len(names))
-            ],
-            dim=1,
-        )
-    out = []
-    for t, name in enumerate(names):
-        mine = rows == t
-        row: dict[str, Any] = {"target": name}
-        if kind == "one_hot":
-            synth, natural = float(columns["score"][mine].max()), float(ref_scores[:, t].max())
-            row.update(
-                synthesized=synth,
-                best_natural=natural,
-                ratio=synth / max(natural, 1e-12),
-                beats_natural=synth > natural,
-            )
-        elif kind == "silence":
-            synth, natural = float(columns["response"][mine].min()), float(ref_resp[:, t].min())
-            sd, nd = float(columns["drive"][mine].min()), float(ref_dr[:, t].min())
-            row.update(
-                synthesized=synth,
-                best_natural=natural,
-                ratio=synth / natural if natural > 0 else math.nan,
-                beats_natural=synth < natural,
-                synthesized_drive=sd,
-                natural_drive=nd,
-                beats_natural_drive=sd < nd,
-            )
-        else:
-            synth, natural = float(columns["response"][mine].max()), float(ref_resp[:, t].max())
-            row.update(
-                synthesized=synth,
-                best_natural=natural,
-                ratio=synth / natural if natural > 0 else math.inf,
-                beats_natural=synth > natural,
-            )
-        out.append(row)
-    return columns, pd.DataFrame(out)

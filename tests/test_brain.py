@@ -297,7 +297,7 @@ def test_complex_log_map_is_conformal_with_macaque_magnification():
     """Schwartz's map: the Jacobian is a scaled rotation (equal, orthogonal derivatives) of
     size k/|z+a| everywhere; the old radial map d(E)(cos t, sin t) fails this off-meridian
     (its tangential magnification d(E)/E differs from its radial k/(E+a))."""
-    from insilico.brain.units import complex_log_map
+    from insilico.brain.layout import complex_log_map
 
     rng = np.random.default_rng(0)
     x, y = rng.uniform(0.05, 6, 200), rng.uniform(-6, 6, 200)

@@ -9,7 +9,8 @@ from PIL import Image
 import insilico as lab
 import stimuli
 from perturb import Lesion
-from rigs.mapping import layer_features, split_half_ceiling
+from rigs.mapping import layer_features
+from rigs.reliability import split_half_ceiling
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +56,9 @@ def test_ridge_recovers_linear_ground_truth(mapped, truth):
     assert np.median(corr) > 0.7
     report = mapped.report()
     assert list(report.columns[:4]) == ["site", "predictivity", "noise_ceiling", "consistency"]
+    assert list(report["site"]) == list(range(12)) and list(report["neuroid_id"]) == list(
+        mapped.names
+    )
 
 
 def test_pls_maps_too(rig, truth):
@@ -89,8 +93,15 @@ def test_mapped_sites_behave_like_an_array(rig, truth, mapped):
     with rig.perturb(Lesion("IT")):
         lesioned = rig.record(stim[:20], good, progress=False)
     assert np.allclose(lesioned.values[:, :, 0], good.bias.clamp(min=0).numpy(), atol=1e-4)
+    # `.sites[...]` means what it means on an implanted array: site numbers, kept by subsets
+    assert list(rec.site.values) == list(good.site_numbers)
+    sub = mapped.sites[[3, 7]]
+    assert list(sub.site_numbers) == [3, 7] and list(sub.sites[[7]].names) == [mapped.names[7]]
+    assert list(sub.sites[:1].names) == [mapped.names[3]]  # a slice counts positions
+    with pytest.raises(ValueError, match="sites \\[0\\] are not in this array"):
+        sub.sites[[0]]
     res = rig.synthesize(
-        good.sites[[0]], objective="drive", steps=8, size_deg=6, reference=stim[:40], progress=False
+        good.sites[:1], objective="drive", steps=8, size_deg=6, reference=stim[:40], progress=False
     )
     assert list(res.targets["target"]) == [good.names[0]]
 

@@ -7,7 +7,7 @@ import zarr
 
 import recordings
 import stimuli
-from recordings.store import StreamWriter
+from recordings.stream import StreamWriter
 
 
 @pytest.fixture(scope="module")

@@ -331,7 +331,7 @@ def test_provenance_always_equals_live_hooks(tiny_rig):
 
 def test_off_screen_parts_warn(tiny):
     """A small monitor or a far fixation used to record darkness silently."""
-    from rigs.rig import OffScreenWarning
+    from rigs.screen import OffScreenWarning
 
     small = lab.Display(distance_cm=57, width_cm=6, resolution=(600, 600))  # ~±3 deg
     with pytest.warns(OffScreenWarning, match="field of view falls off the display"):

@@ -26,6 +26,7 @@ from perturb.base import Perturbation, UnitMaps
 from perturb.conditions import acts_through_unit_maps, replicate_conditions, tissue_match
 from rigs.behavior import Decoder, imagenet_categories
 from rigs.rig import Rig
+from rigs.targets import resolve_targets
 from stimuli.stimulus_set import check_seed
 
 READOUTS = ("behaviour", "choice", "neural")
@@ -93,7 +94,7 @@ def _readout(rig: Rig, readout: str, task: Any, labels: Any, choice: Any, target
     if readout == "neural":
         if targets is None:
             raise ValueError("readout='neural' needs targets (a region, an array or neuroid ids)")
-        resolved = rig._targets(targets)
+        resolved = resolve_targets(rig.model, targets)
         if len({t.region for t in resolved}) != 1:
             raise ValueError("readout='neural' targets must lie in one region")
         idx = torch.as_tensor(np.concatenate([t.units for t in resolved]))

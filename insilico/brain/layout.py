@@ -1,0 +1,110 @@
+"""Cortical sheets: where each unit of a region lies, in mm, on its hemisphere's sheet.
+
+Retinotopic regions place feature-map positions by the conformal complex-log map of their RF
+centres (cortical magnification) with channels arranged in a hypercolumn by response
+similarity; see :func:`sheet_layout`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from insilico.brain.commitments import RegionCommitment
+
+
+def similarity_grid(profiles: np.ndarray) -> np.ndarray:
+    """Grid cell (gy, gx) per channel on a ceil(sqrt(C))^2 grid, neighbours respond alike.
+
+    Channels are sorted into grid rows by their first principal component of responses to
+    natural images, and within a row by the second: a deterministic, topographic order.
+    """
+    c = profiles.shape[0]
+    g = math.ceil(math.sqrt(c))
+    z = profiles - profiles.mean(axis=1, keepdims=True)
+    z = z / (z.std(axis=1, keepdims=True) + 1e-8)
+    u, s, _ = np.linalg.svd(z - z.mean(axis=0, keepdims=True), full_matrices=False)
+    pcs = u[:, :2] * s[:2] if u.shape[1] >= 2 else np.c_[u[:, :1], np.zeros(c)]
+    for k in range(pcs.shape[1]):  # fix the SVD sign so the layout is deterministic
+        if pcs[np.argmax(np.abs(pcs[:, k])), k] < 0:
+            pcs[:, k] = -pcs[:, k]
+    order = np.lexsort((np.arange(c), pcs[:, 0]))
+    cells = np.zeros((c, 2), dtype=np.int64)
+    for row in range(g):
+        members = order[row * g : (row + 1) * g]
+        members = members[np.lexsort((members, pcs[members, 1]))]
+        cells[members, 0] = row
+        cells[members, 1] = np.arange(len(members))
+    return cells
+
+
+def complex_log_map(
+    x_deg: np.ndarray, y_deg: np.ndarray, k_mm: float, a_deg: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Schwartz's (1980) conformal map of one hemifield onto its hemisphere's sheet.
+
+    ``w = k [log(z + a) - log(a)]`` with ``z = |x| + i y`` in deg (the left visual field is
+    mirrored onto the right hemisphere's sheet, so both sheets share one frame): returns
+    (u, v) in mm — ``u = Re w`` from the foveal representation (u = 0) along the horizontal
+    meridian, ``v = Im w`` along iso-eccentricity lines (upper field v > 0, the vertical
+    meridians at v = ±k·π/2 in the limit of large eccentricity) — and the local linear
+    magnification ``|dw/dz| = k / |z + a|`` in mm/deg, the same in every direction
+    (conformal). On the horizontal meridian it is ``k / (E + a)``.
+    """
+    z = np.abs(np.asarray(x_deg, dtype=float)) + 1j * np.asarray(y_deg, dtype=float)
+    w = k_mm * (np.log(z + a_deg) - np.log(a_deg))
+    return w.real, w.imag, k_mm / np.abs(z + a_deg)
+
+
+def sheet_layout(
+    rc: RegionCommitment,
+    shape: tuple[int, int, int],
+    pos_x_deg: np.ndarray,
+    pos_y_deg: np.ndarray,
+    cells: np.ndarray,
+    stride_deg: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tissue (x, y) in mm and hemisphere of every unit, flat order.
+
+    Two hemispheres, two sheets: feature-map columns whose RF centres lie in the right visual
+    field (mean x >= 0) are on the ``"left"`` hemisphere's sheet, the others on the
+    ``"right"`` one; the sheets share one frame (the right hemisphere's is the mirror image),
+    so a perturbation placed on one sheet never reaches the other visual hemifield.
+
+    Retinotopic regions: a feature-map position lies at the conformal complex-log position
+    of its RF centre (:func:`complex_log_map`, constants ``magnification_mm`` = k and
+    ``magnification_e2_deg`` = a of the region commitment). Its channels fill a hypercolumn one
+    local position spacing (``M * stride``) wide, on the similarity grid. Non-retinotopic
+    regions (IT): on each hemisphere's sheet every channel owns a square patch of a
+    ``sheet_size_mm`` sheet, patches on the similarity grid; inside a patch that hemifield's
+    feature-map positions keep their retinotopic order (mirrored for the right hemisphere,
+    so the vertical meridian is on the same side of every patch). Both sheets are shifted
+    together so the frame's corner is (0, 0). ``pos_*_deg`` are the (rows, cols) RF centres
+    of feature-map positions.
+    """
+    c, h, w = shape
+    g = math.ceil(math.sqrt(c))
+    cell_frac_y = (cells[:, 0] + 0.5) / g - 0.5  # channel offset inside its cell, in cells
+    cell_frac_x = (cells[:, 1] + 0.5) / g - 0.5
+    left_col = pos_x_deg.mean(axis=0) >= 0  # feature-map columns in the right visual field
+    hemi = np.where(np.broadcast_to(left_col[None, None, :], (c, h, w)), "left", "right")
+    if rc.retinotopic:
+        k, a = rc.magnification_mm, rc.magnification_e2_deg
+        px, py, mag = complex_log_map(pos_x_deg, pos_y_deg, k, a)
+        spacing = mag * stride_deg
+        tx = px[None] + spacing[None] * cell_frac_x[:, None, None]
+        ty = py[None] - spacing[None] * cell_frac_y[:, None, None]
+    else:
+        cell = rc.sheet_size_mm / g
+        # columns of each hemifield ranked from the vertical meridian outwards
+        order = np.empty(w)
+        for side in (left_col, ~left_col):
+            cols = np.flatnonzero(side)
+            away = np.argsort(np.abs(pos_x_deg.mean(axis=0)[cols]), kind="stable")
+            order[cols[away]] = (np.arange(len(cols)) + 0.5) / max(len(cols), 1)
+        sub_y = (h - np.arange(h) - 0.5) / h
+        tx = (cells[:, 1, None, None] + order[None, None, :]) * cell + np.zeros((1, h, 1))
+        ty = (g - 1 - cells[:, 0, None, None] + sub_y[None, :, None]) * cell + np.zeros((1, 1, w))
+    tx, ty = tx.ravel(), ty.ravel()
+    return tx - tx.min(), ty - ty.min(), hemi.ravel()

@@ -1,0 +1,93 @@
+"""Linear readouts of a layer: closed-form ridge (per-site regularisation by exact
+leave-one-out error), PLS2 by NIPALS, and k-fold cross-validated predictions."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+DEFAULT_ALPHAS = tuple(10.0 ** np.arange(-2, 7))
+
+
+def _ridge_fit(
+    x: torch.Tensor, y: torch.Tensor, alphas
+) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """Dual ridge with per-site alpha by exact leave-one-out error; returns (W (F,S), b, alpha)."""
+    xm, ym = x.mean(0), y.mean(0)
+    xc, yc = (x - xm).double(), (y - ym).double()
+    k = xc @ xc.T
+    # numpy's LAPACK: torch.linalg.eigh on CPU measured 25x slower here (30 s vs 1.2 s, n=1600)
+    s_np, u_np = np.linalg.eigh(k.numpy())
+    s, u = torch.from_numpy(s_np).clamp(min=0), torch.from_numpy(u_np)
+    uy = u.T @ yc
+    best = torch.full((y.shape[1],), float("inf"), dtype=torch.float64)
+    chosen = torch.zeros(y.shape[1], dtype=torch.float64)
+    for alpha in alphas:
+        shrink = s / (s + alpha)
+        fitted = u @ (shrink[:, None] * uy)
+        h = (u**2) @ shrink
+        loo = ((yc - fitted) / (1 - h[:, None]).clamp(min=1e-12)) ** 2
+        err = loo.mean(0)
+        better = err < best
+        best = torch.where(better, err, best)
+        chosen = torch.where(better, torch.tensor(float(alpha), dtype=torch.float64), chosen)
+    dual = torch.empty_like(yc)
+    for alpha in torch.unique(chosen):
+        cols = chosen == alpha
+        dual[:, cols] = u @ ((1.0 / (s + alpha))[:, None] * uy[:, cols])
+    w = (xc.T @ dual).float()
+    b = (ym - xm @ w).float()
+    return w, b, chosen.numpy()
+
+
+def _pls_fit(
+    x: torch.Tensor, y: torch.Tensor, n_components: int
+) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """PLS2 regression by NIPALS with ``n_components`` latent variables."""
+    xm, ym = x.mean(0), y.mean(0)
+    xr, yr = (x - xm).double(), (y - ym).double()
+    n_comp = min(n_components, x.shape[0] - 1, x.shape[1])
+    ws, ps, qs = [], [], []
+    for _ in range(n_comp):
+        m = xr.T @ yr
+        w = torch.linalg.svd(m, full_matrices=False)[0][:, 0]
+        t = xr @ w
+        tt = t @ t
+        if tt <= 1e-12:
+            break
+        p = xr.T @ t / tt
+        q = yr.T @ t / tt
+        xr -= torch.outer(t, p)
+        yr -= torch.outer(t, q)
+        ws.append(w)
+        ps.append(p)
+        qs.append(q)
+    wmat, pmat, qmat = torch.stack(ws, 1), torch.stack(ps, 1), torch.stack(qs, 1)
+    coef = wmat @ torch.linalg.solve(pmat.T @ wmat, qmat.T)
+    w = coef.float()
+    return w, (ym - xm @ w).float(), np.full(y.shape[1], len(ws))
+
+
+def fit(method: str, x, y, alphas, n_components):
+    """(W (features, sites), b, regularisation) of ``method`` ("ridge" or "pls")."""
+    if method == "ridge":
+        return _ridge_fit(x, y, alphas)
+    if method == "pls":
+        return _pls_fit(x, y, n_components)
+    raise ValueError(f"method must be 'ridge' or 'pls', got {method!r}")
+
+
+def cross_validated(
+    method: str, x: torch.Tensor, y: torch.Tensor, cv: int, seed: int, alphas, n_components: int
+) -> np.ndarray:
+    """Out-of-fold predictions (stimuli, sites) from ``cv``-fold cross-validation."""
+    n = len(x)
+    if not isinstance(cv, int) or not 2 <= cv <= n:
+        raise ValueError(f"cv must be an integer in [2, {n}], got {cv!r}")
+    folds = np.random.default_rng(seed).permutation(n) % cv
+    pred = np.empty(tuple(y.shape))
+    for f in range(cv):
+        test = torch.as_tensor(folds == f)
+        w, b, _ = fit(method, x[~test], y[~test], alphas, n_components)
+        pred[test.numpy()] = (x[test] @ w + b).numpy()
+    return pred
