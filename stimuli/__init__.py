@@ -3,10 +3,10 @@
 
 from stimuli.display import Display
 from stimuli.images import from_arrays, from_folder
-from stimuli.natural import natural, natural_equated
 from stimuli.noise import pink_noise, white_noise
 from stimuli.operations import blend, concat, equate
 from stimuli.parametric import blank, gabors, gratings
+from stimuli.photographs import natural, natural_equated
 from stimuli.stimulus_set import StimulusSet
 
 __all__ = [

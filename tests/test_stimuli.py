@@ -201,7 +201,7 @@ def test_natural_concat_blend_bad_input(call, message):
 
 def test_natural_halves_share_no_source_pixel():
     """Train/test sets from opposite halves of each photograph cannot overlap."""
-    from stimuli.natural import _sample_image
+    from stimuli.photographs import _sample_image
 
     left = stimuli.natural(40, 2.0, seed=1, half="left")
     right = stimuli.natural(40, 2.0, seed=2, half="right")
@@ -266,7 +266,7 @@ def test_natural_render_threaded_equals_one_crop_at_a_time():
     import torch
     import torch.nn.functional as F
 
-    from stimuli.natural import _sample_image
+    from stimuli.photographs import _sample_image
 
     s = stimuli.natural(9, size_deg=2.0, seed=3, ppd=24)
     before = torch.get_num_threads()
