@@ -143,11 +143,8 @@ class Muscimol(SheetPerturbation):
         hemisphere: str = "left",
         spread_scale: float = 1.0,
     ) -> None:
-        self.region = region
-        self.at_mm = check_at_mm(at_mm)
+        self._place_on_sheet(region, at_mm, hemisphere, spread_scale)
         self.volume_ul = check_nonnegative("volume_ul", volume_ul, "µl")
-        self.hemisphere = check_hemisphere(hemisphere)
-        self.spread_scale = check_nonnegative("spread_scale", spread_scale, "")
 
     @property
     def radius_mm(self) -> float:
@@ -194,12 +191,9 @@ class Optogenetic(SheetPerturbation):
     ) -> None:
         if mode not in ("suppress", "activate"):
             raise ValueError(f"mode must be 'suppress' or 'activate', got {mode!r}")
-        self.region = region
-        self.at_mm = check_at_mm(at_mm)
+        self._place_on_sheet(region, at_mm, hemisphere, spread_scale)
         self.power_mw = check_nonnegative("power_mw", power_mw, "mW")
         self.mode = mode
-        self.hemisphere = check_hemisphere(hemisphere)
-        self.spread_scale = check_nonnegative("spread_scale", spread_scale, "")
 
     def irradiance(self, model: BrainModel) -> torch.Tensor:
         """Irradiance (mW/mm^2) at every unit."""

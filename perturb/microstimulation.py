@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 from insilico.brain import BrainModel
-from perturb.base import UnitMaps, check_at_mm, check_nonnegative
-from perturb.sheet import SheetPerturbation, check_hemisphere, unit_footprint_mm
+from perturb.base import UnitMaps, check_nonnegative
+from perturb.sheet import SheetPerturbation, unit_footprint_mm
 
 # --- microstimulation ------------------------------------------------------------------------
 #: current-distance constant K in I = K r^2: r (mm) is the radius within which a current I
@@ -57,13 +57,10 @@ class Microstimulation(SheetPerturbation):
         hemisphere: str = "left",
         spread_scale: float = 1.0,
     ) -> None:
-        self.region = region
-        self.at_mm = check_at_mm(at_mm)
+        self._place_on_sheet(region, at_mm, hemisphere, spread_scale)
         self.current_ua = check_nonnegative("current_ua", current_ua, "µA")
         self.pulse_hz = check_nonnegative("pulse_hz", pulse_hz, "Hz")
         self.duration_ms = check_nonnegative("duration_ms", duration_ms, "ms")
-        self.hemisphere = check_hemisphere(hemisphere)
-        self.spread_scale = check_nonnegative("spread_scale", spread_scale, "")
 
     @property
     def radius_mm(self) -> float:

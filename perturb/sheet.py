@@ -17,7 +17,13 @@ import numpy as np
 import torch
 
 from insilico.brain import BrainModel
-from perturb.base import Perturbation, UnitMaps, sheet_distance_mm
+from perturb.base import (
+    Perturbation,
+    UnitMaps,
+    check_at_mm,
+    check_nonnegative,
+    sheet_distance_mm,
+)
 
 #: the number of affected units of a control matches the real perturbation's within this
 #: fraction (or one unit), by scaling the control's spread (see ``Perturbation.matched``)
@@ -95,6 +101,15 @@ class SheetPerturbation(Perturbation):
     at_mm: tuple[float, float]
     hemisphere: str
     spread_scale: float
+
+    def _place_on_sheet(
+        self, region: str, at_mm: Any, hemisphere: str, spread_scale: float
+    ) -> None:
+        """Set and check the fields every sheet perturbation has."""
+        self.region = region
+        self.at_mm = check_at_mm(at_mm)
+        self.hemisphere = check_hemisphere(hemisphere)
+        self.spread_scale = check_nonnegative("spread_scale", spread_scale, "")
 
     def _distance(self, model: BrainModel) -> torch.Tensor:
         d = sheet_distance_mm(model, self.region, self.at_mm, self.hemisphere)

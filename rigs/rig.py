@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from insilico.brain import BrainModel
 from perturb.base import Perturbation
 from rigs import behavior, mapping, recording, synthesis
-from rigs.arrays import UTAH_PITCH_MM, SiteArray, implant
+from rigs.arrays import SiteArray, implant
 from rigs.screen import OffScreenWarning, Screen
 from rigs.targets import rates, resolve_targets
 from stimuli import Display, StimulusSet
@@ -171,28 +171,11 @@ class Rig:
     synthesize = synthesis.synthesize
 
     # arrays -----------------------------------------------------------------------------
-    def implant(
-        self,
-        region: str,
-        n_sites: int,
-        at_deg: tuple[float, float] | None = None,
-        at_mm: tuple[float, float] | None = None,
-        pitch_mm: float = UTAH_PITCH_MM,
-        seed: int = 0,
-        hemisphere: str | None = None,
-    ) -> SiteArray:
-        """Implant an ``n_sites`` array in ``region`` near visual position ``at_deg`` (or sheet
-        position ``at_mm`` on ``hemisphere``'s sheet); see :func:`rigs.arrays.implant`."""
-        return implant(
-            self.model,
-            region,
-            n_sites,
-            at_deg=at_deg,
-            at_mm=at_mm,
-            pitch_mm=pitch_mm,
-            seed=seed,
-            hemisphere=hemisphere,
-        )
+    def implant(self, region: str, n_sites: int, **kwargs: Any) -> SiteArray:
+        """Implant an ``n_sites`` array in ``region`` of this rig's model; keywords
+        ``at_deg``, ``at_mm``, ``pitch_mm`` (default the Utah pitch, 0.4 mm), ``seed``,
+        ``hemisphere`` as in :func:`rigs.arrays.implant`."""
+        return implant(self.model, region, n_sites, **kwargs)
 
     def units(self, region: str) -> pd.DataFrame:
         """The unit table of ``region`` (RFs in deg, tissue positions in mm)."""

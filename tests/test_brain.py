@@ -9,6 +9,7 @@ import torch
 
 import insilico as lab
 from insilico.brain import NotBrainLikeWarning
+from recordings import NEUROID_COORDS
 
 
 def test_import_is_cheap():
@@ -103,16 +104,8 @@ def test_unit_table(tiny):
     table = tiny.units("V2")
     c, h, w = tiny.layer_shape("v2")
     assert len(table) == c * h * w
-    for col in (
-        "channel",
-        "row",
-        "col",
-        "rf_x_deg",
-        "rf_y_deg",
-        "rf_size_deg",
-        "tissue_x_mm",
-        "tissue_y_mm",
-    ):
+    numeric = [c for c in NEUROID_COORDS if c not in ("neuroid_id", "region", "layer")]
+    for col in numeric[: numeric.index("hemisphere")]:  # channel, row, ..., tissue_y_mm
         assert col in table.columns and table[col].notna().all()
     # RF centres step by the layer stride, in degrees, and span the field of view
     stride_deg = tiny.visual_degrees / w

