@@ -6,8 +6,11 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from insilico.experiments.run import Experiment, Results, evaluate
-from insilico.experiments.spec import ExperimentError, Spec, load, parse
+from insilico.experiments.experiment import Experiment
+from insilico.experiments.results import Results
+from insilico.experiments.spec import Spec, load, parse
+from insilico.experiments.validation import ExperimentError
+from insilico.experiments.verdicts import evaluate
 
 LIBRARY = "library"
 

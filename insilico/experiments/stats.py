@@ -5,6 +5,7 @@
   across sites) sites; the metric is recomputed on every resample.
 * :func:`clopper_pearson` — the exact binomial interval for a fraction of few targets (a
   bootstrap of 0/1 values over 5 targets is degenerate: [1, 1] for 5/5).
+* :func:`bootstrap_items` — the interval of a statistic over independent items (resampled).
 * :func:`paired_bootstrap` — the interval of ``stat(a) - stat(b)`` over paired items: the same
   statistic as the reported value, so the value lies inside its own interval.
 * :func:`label_shuffle_null` — a metric recomputed with a stimulus label permuted across
@@ -18,7 +19,10 @@ from collections.abc import Callable
 
 import numpy as np
 import xarray as xr
+from scipy.stats import beta
 
+#: bootstrap resamples of per-item values (cheap: a statistic of an array)
+N_BOOT_ITEMS = 2000
 #: bootstrap resamples for statistics recomputed from a whole recording (each costs a metric)
 N_BOOT_RECORD = 400
 #: label permutations for shuffle nulls
@@ -27,8 +31,6 @@ N_SHUFFLES = 40
 
 def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
     """Exact (Clopper–Pearson) interval of a binomial proportion k/n."""
-    from scipy.stats import beta
-
     if n <= 0 or not 0 <= k <= n:
         raise ValueError(f"need 0 <= k <= n and n > 0, got k={k}, n={n}")
     a = (1 - level) / 2
@@ -40,6 +42,14 @@ def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
 def is_binary(values: np.ndarray) -> bool:
     v = np.asarray(values, dtype=float)
     return len(v) > 0 and bool(np.isin(v, (0.0, 1.0)).all())
+
+
+def bootstrap_items(values: np.ndarray, stat: Callable, seed: int) -> tuple[float, float]:
+    """95 % interval of ``stat(values)``, items resampled (:data:`N_BOOT_ITEMS` times)."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(values), size=(N_BOOT_ITEMS, len(values)))
+    boot = np.array([stat(values[i]) for i in idx]) if stat is not np.mean else values[idx].mean(1)
+    return float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))
 
 
 def paired_bootstrap(

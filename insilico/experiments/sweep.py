@@ -5,7 +5,8 @@ every variable at full size along ``task`` (chunks of one task), then one region
 task. A task marks itself done in a ``done`` array only after its data is on disk, so a killed
 sweep re-run completes only the missing tasks. Each task runs with one torch thread, so the
 result does not depend on how tasks are spread over workers: a 2-worker sweep equals the
-serial run bit for bit.
+serial run bit for bit. Sweeps take the experiment's :class:`Spec` (a task is the spec with
+its parameters applied), so they need no Experiment.
 """
 
 from __future__ import annotations
@@ -14,48 +15,49 @@ import itertools
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 import xarray as xr
 import zarr
+from tqdm.auto import tqdm
 
-from insilico.experiments.spec import ExperimentError, located
+from insilico.brain.allocator import enabled as allocator_enabled
+from insilico.experiments.build import build, stimulus_set
+from insilico.experiments.measures import run_measure
+from insilico.experiments.metrics import SWEEP_METRICS
+from insilico.experiments.spec import Spec
+from insilico.experiments.validation import ExperimentError, located
 from recordings.format import as_string_array
 
-if TYPE_CHECKING:
-    from insilico.experiments.run import Experiment
 
-SWEEP_METRICS = {"record": "mean_rate", "behave": "accuracy", "compare": "effect"}
-
-
-def tasks(spec) -> list[dict[str, Any]]:
+def tasks(spec: Spec) -> list[dict[str, Any]]:
     """The parameter combinations of a sweep, in a fixed order (last parameter fastest)."""
     params = spec.sweep["parameters"]
     keys = list(params)
     return [dict(zip(keys, combo)) for combo in itertools.product(*(params[k] for k in keys))]
 
 
-def _measure(exp: Experiment) -> dict[str, Any]:
-    name = exp.spec.sweep.get("measure") or exp.spec.measures[0]["name"]
+def _measure(spec: Spec) -> dict[str, Any]:
+    name = spec.sweep.get("measure") or spec.measures[0]["name"]
     try:
-        return next(m for m in exp.spec.measures if m["name"] == name)
+        return next(m for m in spec.measures if m["name"] == name)
     except StopIteration:
         raise ExperimentError(f"sweep measure {name!r} is not defined") from None
 
 
-def run_task(exp: Experiment, index: int, params: dict[str, Any], store: str) -> int:
+def run_task(spec: Spec, index: int, params: dict[str, Any], store: str) -> int:
     """Run one task and write its region of the store (then mark it done)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        task = exp.with_parameters(params)
+        task = spec.with_parameters(params)
         m = _measure(task)
-        env = task.build()
-        with located(task.spec.where("measure", m["name"])):
-            out = task.run_measure(env, m)
+        env = build(task)
+        with located(task.where("measure", m["name"])):
+            out = run_measure(task, env, m)
         metric = SWEEP_METRICS[m["kind"]]
         values = np.stack([np.asarray(out[c].values[metric], dtype=np.float64) for c in out])
         controls = np.full((len(out), 3), np.nan)  # compare: controls' mean, sd, directional p
@@ -78,7 +80,7 @@ def run_task(exp: Experiment, index: int, params: dict[str, Any], store: str) ->
 
 
 def _template(
-    exp: Experiment,
+    spec: Spec,
     store: Path,
     all_tasks: list[dict],
     shape: tuple[int, int],
@@ -97,9 +99,9 @@ def _template(
             "parameters": ("task", as_string_array([json.dumps(t) for t in all_tasks])),
         },
         attrs={
-            "sweep": json.dumps(exp.spec.sweep["parameters"]),
-            "experiment": exp.spec.name,
-            "model": exp.spec.model["name"],
+            "sweep": json.dumps(spec.sweep["parameters"]),
+            "experiment": spec.name,
+            "model": spec.model["name"],
         },
     )
     # one chunk per task, so each task's region write touches its own chunks only (written
@@ -114,7 +116,7 @@ def _template(
 
 def require_distributed(workers: int | None, scheduler: str | None) -> None:
     """Raise a one-line error when Dask distributed, needed for workers/scheduler, is absent."""
-    try:
+    try:  # optional (insilico-lab[scale]): imported only when a sweep asks for workers
         import distributed  # noqa: F401
     except ImportError:
         raise ExperimentError(
@@ -124,7 +126,7 @@ def require_distributed(workers: int | None, scheduler: str | None) -> None:
 
 
 def run_sweep(
-    exp: Experiment,
+    spec: Spec,
     store: str | Path,
     workers: int | None = None,
     scheduler: str | None = None,
@@ -133,22 +135,22 @@ def run_sweep(
     """Run the sweep's missing tasks (serially, on ``workers`` local processes, or on the
     Dask ``scheduler`` at that address) and return a table: parameters, metric per condition."""
     store = Path(store)
-    all_tasks = tasks(exp.spec)
-    m = _measure(exp)
+    all_tasks = tasks(spec)
+    m = _measure(spec)
     if m["kind"] not in SWEEP_METRICS:
         raise ExperimentError(f"sweeps support measures of kind {', '.join(SWEEP_METRICS)}")
     conditions = (
         list(m.get("conditions", ["control"])) if m["kind"] != "compare" else [m["perturbation"]]
     )
     if not store.exists():
-        first = run_task_shape(exp, m)
-        _template(exp, store, all_tasks, (len(conditions), first), conditions)
+        first = _items_per_condition(spec, m)
+        _template(spec, store, all_tasks, (len(conditions), first), conditions)
     group = zarr.open_group(str(store), mode="r")
     made_for = tuple(group.attrs.get(k) for k in ("experiment", "model", "sweep"))
     if made_for != (
-        exp.spec.name,
-        exp.spec.model["name"],
-        json.dumps(exp.spec.sweep["parameters"]),
+        spec.name,
+        spec.model["name"],
+        json.dumps(spec.sweep["parameters"]),
     ):
         raise ExperimentError(
             f"sweep store {str(store)!r} was written for another sweep (experiment "
@@ -160,30 +162,25 @@ def run_sweep(
     t0 = time.perf_counter()
     if todo and (workers or scheduler):
         require_distributed(workers, scheduler)
-        from distributed import Client, LocalCluster
+        # optional (insilico-lab[scale]), present once require_distributed passed
+        import dask
+        from distributed import Client, LocalCluster, as_completed
 
         cluster = None
         if not scheduler:
-            import dask
-
-            from insilico.brain.allocator import enabled
-
             # tasks run in worker threads: one glibc arena keeps their big activation
             # buffers off mmap (see insilico/brain/allocator.py); set before workers spawn
             environ = {"distributed.nanny.pre-spawn-environ.MALLOC_ARENA_MAX": "1"}
-            with dask.config.set(environ if enabled() else {}):
+            with dask.config.set(environ if allocator_enabled() else {}):
                 cluster = LocalCluster(
                     n_workers=int(workers),
                     threads_per_worker=1,
                     processes=True,
                     dashboard_address=None,
                 )
-        from distributed import as_completed
-        from tqdm.auto import tqdm
-
         with Client(scheduler or cluster) as client:
             futures = [
-                client.submit(run_task, exp, i, all_tasks[i], str(store), pure=False) for i in todo
+                client.submit(run_task, spec, i, all_tasks[i], str(store), pure=False) for i in todo
             ]
             for _ in tqdm(
                 as_completed(futures), total=len(futures), desc="sweep", disable=not progress
@@ -193,10 +190,8 @@ def run_sweep(
         if cluster is not None:
             cluster.close()
     else:
-        from tqdm.auto import tqdm
-
         for i in tqdm(todo, desc="sweep", disable=not progress):
-            run_task(exp, i, all_tasks[i], str(store))
+            run_task(spec, i, all_tasks[i], str(store))
     ds = xr.open_dataset(store, engine="zarr", consolidated=False, chunks=None).load()
     rows = []
     for i, t in enumerate(all_tasks):
@@ -217,17 +212,9 @@ def run_sweep(
     return table
 
 
-def run_task_shape(exp: Experiment, m: dict[str, Any]) -> int:
+def _items_per_condition(spec: Spec, m: dict[str, Any]) -> int:
     """Items per condition of the sweep measure's metric (stimuli, or 1 for compare)."""
     if m["kind"] == "compare":
         return 1
-    spec_stim = next(s for s in exp.spec.stimuli if s["name"] == m["stimuli"])
-    import stimuli as stim_mod
-
-    kw = {k: v for k, v in spec_stim.items() if k not in ("name", "kind")}
-    if "position_deg" in kw:
-        pos = kw["position_deg"]
-        kw["position_deg"] = (
-            [tuple(p) for p in pos] if pos and isinstance(pos[0], list) else tuple(pos)
-        )
-    return len(getattr(stim_mod, spec_stim["kind"])(**kw))
+    item = next(s for s in spec.stimuli if s["name"] == m["stimuli"])
+    return len(stimulus_set(item, {}))

@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> dict:
         for label, workers in (("serial", None), (f"{args.workers}_workers", args.workers)):
             stores[label] = tmp / f"{label}.zarr"
             t = time.perf_counter()
-            table = sw.run_sweep(exp, stores[label], workers=workers, progress=False)
+            table = sw.run_sweep(exp.spec, stores[label], workers=workers, progress=False)
             seconds[label] = round(time.perf_counter() - t, 1)
         a, b = (
             xr.open_dataset(s, engine="zarr", consolidated=False).load() for s in stores.values()
