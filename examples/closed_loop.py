@@ -124,7 +124,7 @@ def main() -> None:
         res.displayed_luminance(lab_rig.display), size_deg=size, encoding="linear"
     )
     equated = lab.stimuli.equate(session, args.rms_contrast, 0.25, animal.display)
-    ids = list(good.names)
+    ids = list(good.neuroid_ids)
     synth = np.diag(animal.record(shown, ids, progress=False).values[:, :, 0])  # image k: site k
     best_eq = animal.record(equated, ids, progress=False).values[:, :, 0].max(axis=0)
     best_plain = animal.record(session, ids, progress=False).values[:, :, 0].max(axis=0)

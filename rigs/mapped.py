@@ -24,7 +24,8 @@ class MappedSites:
     model_name: str
     region: str
     layer: str
-    names: np.ndarray
+    #: the recorded neuroid id each site stands for (the real recording's ids)
+    neuroid_ids: np.ndarray
     weights: torch.Tensor = field(repr=False)
     bias: torch.Tensor = field(repr=False)
     predictivity: np.ndarray = field(repr=False)
@@ -37,10 +38,10 @@ class MappedSites:
 
     def __post_init__(self) -> None:
         if self.site_numbers is None:
-            object.__setattr__(self, "site_numbers", np.arange(len(self.names)))
+            object.__setattr__(self, "site_numbers", np.arange(len(self.neuroid_ids)))
 
     def __len__(self) -> int:
-        return len(self.names)
+        return len(self.neuroid_ids)
 
     @property
     def sites(self) -> _Indexer:
@@ -63,7 +64,7 @@ class MappedSites:
                 "predictivity": self.predictivity,
                 "noise_ceiling": self.noise_ceiling,
                 "consistency": self.consistency,
-                "neuroid_id": self.names,
+                "neuroid_id": self.neuroid_ids,
                 "layer": self.layer,
                 "method": self.method,
             }
@@ -90,7 +91,7 @@ class _Indexer:
             m.model_name,
             m.region,
             m.layer,
-            m.names[idx],
+            m.neuroid_ids[idx],
             m.weights[t],
             m.bias[t],
             m.predictivity[idx],

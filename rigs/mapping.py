@@ -201,12 +201,12 @@ def map_neurons(
         scores = {name: float(np.nanmedian(r))}
         w, b, reg = fit(method, x, y, alphas, n_components)
         del x
-    names = as_strings(responses.neuroid_id.values)
+    neuroid_ids = as_strings(responses.neuroid_id.values)
     return MappedSites(
         model_name=model.name,
         region=region,
         layer=name,
-        names=names,
+        neuroid_ids=neuroid_ids,
         weights=w.T.contiguous(),
         bias=b,
         predictivity=r,

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 def _target_sets(rig: Rig, targets: Any) -> tuple[list[str], list[list[str]]]:
     """(names, member neuroid ids) per target."""
     if isinstance(targets, MappedSites):
-        names = [str(n) for n in targets.names]
+        names = [str(n) for n in targets.neuroid_ids]
         return names, [[n] for n in names]
     if isinstance(targets, SiteArray):
         ids = [str(i) for i in targets.neuroid_ids]

@@ -146,7 +146,7 @@ def mapped_coords(model: BrainModel, t: Target) -> dict[str, np.ndarray]:
     m = t.mapped
     n = len(m)
     out = {
-        "neuroid_id": as_string_array(m.names),
+        "neuroid_id": as_string_array(m.neuroid_ids),
         "region": as_string_array([m.region] * n),
         "layer": as_string_array([m.layer] * n),
         "channel": np.full(n, -1),

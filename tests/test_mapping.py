@@ -57,7 +57,7 @@ def test_ridge_recovers_linear_ground_truth(mapped, truth):
     report = mapped.report()
     assert list(report.columns[:4]) == ["site", "predictivity", "noise_ceiling", "consistency"]
     assert list(report["site"]) == list(range(12)) and list(report["neuroid_id"]) == list(
-        mapped.names
+        mapped.neuroid_ids
     )
 
 
@@ -84,7 +84,7 @@ def test_mapped_sites_behave_like_an_array(rig, truth, mapped):
     stim, _, _ = truth
     good = mapped.sites[mapped.predictivity > 0.5]
     rec = rig.record(stim[:20], good, progress=False)
-    assert list(rec.neuroid_id.values) == list(good.names)
+    assert list(rec.neuroid_id.values) == list(good.neuroid_ids)
     assert np.isfinite(rec.tissue_x_mm.values).all() and (rec.channel.values == -1).all()
     # predictions match the mapped readout of the layer
     x = layer_features(rig, stim[:20], "it")
@@ -96,14 +96,15 @@ def test_mapped_sites_behave_like_an_array(rig, truth, mapped):
     # `.sites[...]` means what it means on an implanted array: site numbers, kept by subsets
     assert list(rec.site.values) == list(good.site_numbers)
     sub = mapped.sites[[3, 7]]
-    assert list(sub.site_numbers) == [3, 7] and list(sub.sites[[7]].names) == [mapped.names[7]]
-    assert list(sub.sites[:1].names) == [mapped.names[3]]  # a slice counts positions
+    assert list(sub.site_numbers) == [3, 7]
+    assert list(sub.sites[[7]].neuroid_ids) == [mapped.neuroid_ids[7]]
+    assert list(sub.sites[:1].neuroid_ids) == [mapped.neuroid_ids[3]]  # a slice counts positions
     with pytest.raises(ValueError, match="sites \\[0\\] are not in this array"):
         sub.sites[[0]]
     res = rig.synthesize(
         good.sites[:1], objective="drive", steps=8, size_deg=6, reference=stim[:40], progress=False
     )
-    assert list(res.targets["target"]) == [good.names[0]]
+    assert list(res.targets["target"]) == [good.neuroid_ids[0]]
 
 
 def test_layer_best_streams_one_layer_at_a_time(rig, truth, monkeypatch):
