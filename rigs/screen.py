@@ -183,12 +183,15 @@ class Screen:
         return (x0, y0) if aligned else None
 
     def place(self, src: torch.Tensor, pos: np.ndarray, width: float) -> torch.Tensor:
-        """Resample images ``width`` deg wide centred at ``pos`` onto the model's pixel grid."""
+        """Resample images ``width`` deg wide centred at ``pos`` onto the model's pixel grid.
+        Images that already fill the grid exactly are returned as they are (not copied)."""
         n_px, vd = self.input_size, self.visual_degrees
         ppd = n_px / vd
         _, _, h, w = src.shape
         factor = ppd / (w / width)  # model ppd / stimulus ppd
         offset = self.pixel_offset(pos, width, h, w)
+        if offset == (0, 0) and (h, w) == (n_px, n_px):
+            return src
         if offset is not None:  # same pixel grid: placing is copying (exact, no resampling)
             out = src.new_zeros(len(src), 3, n_px, n_px)
             x0, y0 = offset

@@ -222,3 +222,21 @@ def test_inplace_relu6_keeps_hooked_outputs_and_values(monkeypatch):
     xi = x.clone().requires_grad_(True)
     net(xi).sum().backward()  # in place everywhere but the hooked conv
     assert torch.equal(xi.grad, xg.grad)
+
+
+def test_inplace_relu6_function_matches_relu6_at_the_kinks():
+    """The in-place ReLU6 that saves its output (not a clone of its input) gives relu6's
+    values and gradients exactly, also at 0 and 6 where the mask changes, and works in place."""
+    from insilico.brain.nets.efficientnet_lite import _ReLU6InPlace
+
+    values = torch.tensor([-2.0, -0.0, 0.0, 1e-7, 3.0, 6.0 - 1e-6, 6.0, 6.5, 100.0])
+    a = values.clone().requires_grad_(True)
+    ref = torch.nn.functional.relu6(a * 1.0)
+    ref.backward(torch.arange(1.0, 10.0))
+    b = values.clone().requires_grad_(True)
+    pre = b * 1.0  # a non-leaf the function may overwrite
+    out = _ReLU6InPlace.apply(pre)
+    assert out.data_ptr() == pre.data_ptr()  # in place: no new buffer, no clone
+    out.backward(torch.arange(1.0, 10.0))
+    assert torch.equal(out.detach(), ref.detach())
+    assert torch.equal(b.grad, a.grad)

@@ -341,7 +341,9 @@ def test_fourier_colour_mixing_is_the_colour_matrix():
     from stimuli.synthesis.params import _COLOR_NORM, COLOR_CORRELATION_SVD_SQRT, FourierParam
 
     p = FourierParam(2, (12, 10), torch.Generator().manual_seed(0))
-    spec = torch.view_as_complex(p.spectrum) * p.spectrum_scale
+    # the image: 1/f-scaled spectrum, orthonormal inverse FFT times sqrt(h w) / 4, from scratch
+    freq = torch.sqrt(torch.fft.rfftfreq(10)[None, :] ** 2 + torch.fft.fftfreq(12)[:, None] ** 2)
+    spec = torch.view_as_complex(p.spectrum) / freq.clamp(min=1 / 12) / (12 * 10) ** 0.5
     x = torch.fft.irfft2(spec, s=p.shape, norm="ortho") * (12 * 10) ** 0.5 / 4.0
     c = COLOR_CORRELATION_SVD_SQRT / _COLOR_NORM
     want = torch.einsum("ck,nkhw->nchw", c, x)

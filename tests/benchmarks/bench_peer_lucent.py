@@ -8,7 +8,9 @@ mean rate is an affine function of the channel mean), batched, with its display 
 channel (``peer_lucent.py`` in its own venv). Reports image-steps/s, the ratio, and the
 channel mean each tool's final images reach (measured the same way on the plain network).
 
-    python tests/benchmarks/bench_peer_lucent.py [--channels 8] [--steps 64]
+    python tests/benchmarks/bench_peer_lucent.py [--channels 8] [--steps 64] [--repeats 3]
+
+Rounds alternate the two tools; the ratio is the median of the per-round ratios.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -35,6 +38,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--channels", type=int, default=8)
     p.add_argument("--steps", type=int, default=64)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3, help="round-robin rounds (median ratio)")
     p.add_argument("--peer-python", default="/work/peers/lucent/bin/python")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
@@ -59,16 +63,6 @@ def main(argv: list[str] | None = None) -> dict:
         progress=False,
     )
     rig.synthesize({"ch0": targets["ch0"]}, **{**kwargs, "steps": 2})  # warm-up
-    t0 = time.perf_counter()
-    res = rig.synthesize(targets, **kwargs)
-    ours_s = time.perf_counter() - t0
-    images = rig.present(
-        lab.stimuli.from_arrays(
-            res.images.permute(0, 2, 3, 1).numpy(), size_deg=8.0, encoding="linear"
-        )
-    )
-    acts = model.activations(images, [layer])[layer]
-    ours_obj = [float(acts[k, c].mean()) for k, c in enumerate(channels)]
     cmd = f"--layer {layer} --steps {args.steps} --size 224 --threads {args.threads}".split()
     cmd = [
         args.peer_python,
@@ -77,22 +71,44 @@ def main(argv: list[str] | None = None) -> dict:
         "--channel",
         ",".join(map(str, channels)),
     ]
-    runs = []
-    for env in (None, ALLOCATOR_ENV):
+
+    def lucent(env: dict | None) -> dict:
         out = subprocess.run(
             cmd, capture_output=True, text=True, check=True, env={**os.environ, **(env or {})}
         )
-        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    peer, tuned = runs
-    ours_rate = args.channels * args.steps / ours_s
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    # round-robin: each round times insilico, then Lucent with its default allocator, then
+    # Lucent with ours, so a drift of the machine's speed hits both sides of each ratio
+    ours_rates, peers, tuneds = [], [], []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        res = rig.synthesize(targets, **kwargs)
+        ours_rates.append(args.channels * args.steps / (time.perf_counter() - t0))
+        peers.append(lucent(None))
+        tuneds.append(lucent(ALLOCATOR_ENV))
+    images = rig.present(
+        lab.stimuli.from_arrays(
+            res.images.permute(0, 2, 3, 1).numpy(), size_deg=8.0, encoding="linear"
+        )
+    )
+    acts = model.activations(images, [layer])[layer]
+    ours_obj = [float(acts[k, c].mean()) for k, c in enumerate(channels)]
+    peer = peers[-1]
+    ratios = [o / p["image_steps_per_s"] for o, p in zip(ours_rates, peers)]
+    tuned_ratios = [o / p["image_steps_per_s"] for o, p in zip(ours_rates, tuneds)]
+    ours_rate = statistics.median(ours_rates)
     result = {
         "job": {"layer": layer, "channels": args.channels, "steps": args.steps, "input_px": 224},
-        "insilico_image_steps_per_s": round(ours_rate, 2),
-        "insilico_seconds_total": round(ours_s, 1),
-        "lucent_image_steps_per_s": peer["image_steps_per_s"],
-        "ratio": round(ours_rate / peer["image_steps_per_s"], 2),
-        "lucent_tuned_allocator_image_steps_per_s": tuned["image_steps_per_s"],
-        "ratio_vs_tuned_allocator_peer": round(ours_rate / tuned["image_steps_per_s"], 2),
+        "rounds": args.repeats,
+        "insilico_image_steps_per_s": [round(v, 2) for v in ours_rates],
+        "lucent_image_steps_per_s": [p["image_steps_per_s"] for p in peers],
+        "lucent_tuned_allocator_image_steps_per_s": [p["image_steps_per_s"] for p in tuneds],
+        "ratio_per_round": [round(v, 2) for v in ratios],
+        "ratio": round(statistics.median(ratios), 2),
+        "ratio_vs_tuned_allocator_peer_per_round": [round(v, 2) for v in tuned_ratios],
+        "ratio_vs_tuned_allocator_peer": round(statistics.median(tuned_ratios), 2),
+        "insilico_median_image_steps_per_s": round(ours_rate, 2),
         "insilico_final_channel_mean": [round(v, 3) for v in ours_obj],
         "lucent_final_channel_mean": [round(v, 3) for v in peer["final_objective"]],
         "lucent_version": peer["version"],
