@@ -26,7 +26,8 @@ from tqdm.auto import tqdm
 import stimuli
 from recordings.real import IMAGE_PATH_COORDS, load_responses
 from rigs.mapped import MappedSites
-from rigs.regression import DEFAULT_ALPHAS, cross_validated, fit
+from rigs.readouts import READOUTS, check_images
+from rigs.regression import DEFAULT_ALPHAS, check_method, cross_validated, fit
 from rigs.reliability import as_strings, mean_and_repeats, pearson, split_half_ceiling
 
 if TYPE_CHECKING:
@@ -122,15 +123,16 @@ def _best_layer_nested(
     final = None
     for i, name in enumerate(layers):
         x = layer_features(rig, stim, name, batch_size, progress)
+        shape = rig.model.layer_shape(name)
         for f in range(cv):
             test = torch.as_tensor(outer == f)
             xt, yt = x[~test], y[~test]
-            inner = cross_validated(method, xt, yt, cv, seed + 1, alphas, n_components)
+            inner = cross_validated(method, xt, yt, cv, seed + 1, alphas, n_components, shape)
             inner_score[i, f] = float(np.nanmedian(pearson(inner, yt.numpy())))
-            w, b, _ = fit(method, xt, yt, alphas, n_components)
+            w, b, _ = fit(method, xt, yt, alphas, n_components, shape)
             outer_pred[i, test.numpy()] = (x[test] @ w + b).numpy()
         if final is None or inner_score[i].mean() > inner_score[final[0]].mean():
-            final = (i, *fit(method, x, y, alphas, n_components))
+            final = (i, *fit(method, x, y, alphas, n_components, shape))
         del x
     chosen = inner_score.argmax(axis=0)  # per outer fold
     pred = np.empty(tuple(y.shape))
@@ -140,6 +142,31 @@ def _best_layer_nested(
     i, w, b, reg = final
     scores = {name: float(np.mean(inner_score[k])) for k, name in enumerate(layers)}
     return layers[i], r, w, b, reg, scores
+
+
+def rf_degrees(rig: Rig, region: str, layer: str, row, col) -> tuple[np.ndarray, np.ndarray]:
+    """Feature-map positions (row, col, fractional) of ``layer`` -> RF centres in degrees,
+    bilinear over the unit table's (row, col) grid (RF centres averaged over channels) of
+    the region committed to ``layer`` (``region`` first); NaN when no region is."""
+    model = rig.model
+    owners = [region] + [r for r in model.regions if r != region]
+    owner = next((r for r in owners if model.region(r).layer == layer), None)
+    row, col = np.asarray(row, dtype=float), np.asarray(col, dtype=float)
+    if owner is None:
+        return np.full(row.shape, np.nan), np.full(row.shape, np.nan)
+    _, h, w = model.layer_shape(layer)
+    grid = model.units(owner).groupby(["row", "col"])[["rf_x_deg", "rf_y_deg"]].mean()
+    out = []
+    for name in ("rf_x_deg", "rf_y_deg"):
+        g = grid[name].unstack().reindex(index=range(h), columns=range(w)).to_numpy()
+        r0 = np.clip(np.floor(row), 0, max(h - 2, 0)).astype(int)
+        c0 = np.clip(np.floor(col), 0, max(w - 2, 0)).astype(int)
+        r1, c1 = np.minimum(r0 + 1, h - 1), np.minimum(c0 + 1, w - 1)
+        fr, fc = np.clip(row - r0, 0, 1), np.clip(col - c0, 0, 1)
+        top = g[r0, c0] * (1 - fc) + g[r0, c1] * fc
+        bottom = g[r1, c0] * (1 - fc) + g[r1, c1] * fc
+        out.append(top * (1 - fr) + bottom * fr)
+    return out[0], out[1]
 
 
 def map_neurons(
@@ -159,20 +186,24 @@ def map_neurons(
     progress: bool = True,
 ) -> MappedSites:
     """Map recorded sites onto ``region`` (its committed layer, ``layer=NAME``, or
-    ``layer="best"`` over ``candidate_layers``) by ``method`` ("ridge" or "pls") with
-    ``cv``-fold cross-validation. ``responses``: an xarray, or a path to .nc / .zarr /
-    .nwb (see ``recordings.load_responses``); its stimuli come from an ``image_path``
-    coordinate plus ``size_deg``, or ``stimuli_set=`` a StimulusSet matched by
+    ``layer="best"`` over ``candidate_layers``) by ``method`` ("ridge", "pls", or the
+    data-efficient "factorized" and "gaussian" readouts of ``rigs.readouts``) with
+    ``cv``-fold cross-validation; "gaussian" adds each site's RF centre in degrees
+    (``info["rf_x_deg"]``, ``info["rf_y_deg"]``) and on the feature map (``info["rf_row"]``,
+    ``info["rf_col"]``, ``info["rf_sigma"]``, pixels). ``responses``: an xarray, or a path
+    to .nc / .zarr / .nwb (see ``recordings.load_responses``); its stimuli come from an
+    ``image_path`` coordinate plus ``size_deg``, or ``stimuli_set=`` a StimulusSet matched by
     ``stimulus_id``. ``noise_ceiling="auto"`` (from repetitions when there are any),
     True (required) or False. Returns MappedSites, usable as targets of ``record``,
     ``synthesize`` and ``behave``-style readouts; see ``report()``."""
-    if method not in ("ridge", "pls"):
-        raise ValueError(f"method must be 'ridge' or 'pls', got {method!r}")
+    check_method(method)
     stimuli.stimulus_set.check_seed(seed)
     responses = load_responses(responses)
     model = rig.model
     rc = model.region(region)
     stim = _stimuli_for(responses, stimuli_set)
+    if method in READOUTS:
+        check_images(method, len(stim), cv)
     ids = as_strings(stim.ids)
     mean, reps = mean_and_repeats(responses, ids)
     if noise_ceiling is True or (noise_ceiling == "auto" and reps.shape[1] >= 2):
@@ -196,11 +227,17 @@ def map_neurons(
     else:
         name = layer or rc.layer
         x = layer_features(rig, stim, name, batch_size, progress)
-        pred = cross_validated(method, x, y, cv, seed, alphas, n_components)
+        shape = model.layer_shape(name)
+        pred = cross_validated(method, x, y, cv, seed, alphas, n_components, shape)
         r = pearson(pred, mean)
         scores = {name: float(np.nanmedian(r))}
-        w, b, reg = fit(method, x, y, alphas, n_components)
+        w, b, reg = fit(method, x, y, alphas, n_components, shape)
         del x
+    rf = {}
+    if method == "gaussian":
+        rf_x, rf_y = rf_degrees(rig, region, name, reg["row"], reg["col"])
+        rf = {"rf_x_deg": rf_x, "rf_y_deg": rf_y, "rf_row": reg["row"], "rf_col": reg["col"]}
+        rf["rf_sigma"] = reg["sigma"]
     neuroid_ids = as_strings(responses.neuroid_id.values)
     return MappedSites(
         model_name=model.name,
@@ -219,5 +256,6 @@ def map_neurons(
             "seed": seed,
             "n_stimuli": len(stim),
             "stimuli_fingerprint": stim.fingerprint(),
+            **rf,
         },
     )

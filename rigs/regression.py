@@ -1,11 +1,15 @@
 """Linear readouts of a layer: closed-form ridge (per-site regularisation by exact
-leave-one-out error), PLS2 by NIPALS, and k-fold cross-validated predictions."""
+leave-one-out error), PLS2 by NIPALS, the factorized and Gaussian readouts of
+``rigs.readouts``, and k-fold cross-validated predictions."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
+from rigs.readouts import READOUTS, fit_readout
+
+METHODS = ("ridge", "pls", *READOUTS)
 DEFAULT_ALPHAS = tuple(10.0 ** np.arange(-2, 7))
 
 
@@ -68,17 +72,33 @@ def _pls_fit(
     return w, (ym - xm @ w).float(), np.full(y.shape[1], len(ws))
 
 
-def fit(method: str, x, y, alphas, n_components):
-    """(W (features, sites), b, regularisation) of ``method`` ("ridge" or "pls")."""
+def check_method(method: str) -> None:
+    """One-line error for an unknown mapping method, listing the valid ones."""
+    if method not in METHODS:
+        valid = ", ".join(repr(m) for m in METHODS)
+        raise ValueError(f"method must be one of {valid}; got {method!r}")
+
+
+def fit(method: str, x, y, alphas, n_components, shape=None):
+    """(W (features, sites), b, regularisation) of ``method`` ("ridge", "pls", "factorized"
+    or "gaussian"; the last two need the layer's (C, H, W) ``shape``)."""
+    check_method(method)
     if method == "ridge":
         return _ridge_fit(x, y, alphas)
     if method == "pls":
         return _pls_fit(x, y, n_components)
-    raise ValueError(f"method must be 'ridge' or 'pls', got {method!r}")
+    return fit_readout(method, x, y, shape)
 
 
 def cross_validated(
-    method: str, x: torch.Tensor, y: torch.Tensor, cv: int, seed: int, alphas, n_components: int
+    method: str,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cv: int,
+    seed: int,
+    alphas,
+    n_components: int,
+    shape=None,
 ) -> np.ndarray:
     """Out-of-fold predictions (stimuli, sites) from ``cv``-fold cross-validation."""
     n = len(x)
@@ -88,6 +108,6 @@ def cross_validated(
     pred = np.empty(tuple(y.shape))
     for f in range(cv):
         test = torch.as_tensor(folds == f)
-        w, b, _ = fit(method, x[~test], y[~test], alphas, n_components)
+        w, b, _ = fit(method, x[~test], y[~test], alphas, n_components, shape)
         pred[test.numpy()] = (x[test] @ w + b).numpy()
     return pred
