@@ -27,6 +27,7 @@ _LAZY = {
     "Experiment": ("insilico.experiments", "Experiment"),
     "experiments": ("insilico.experiments", None),
     "analysis": ("insilico.analysis", None),
+    "animals": ("insilico.animals", None),
 }
 
 __all__ = list(_LAZY)

@@ -21,7 +21,7 @@ FLOORS = (
     ("insilico.brain",),
     ("perturb",),
     ("rigs",),
-    ("insilico.analysis", "insilico.experiments"),
+    ("insilico.analysis", "insilico.experiments", "insilico.animals"),
     ("insilico.viewer", "insilico.demo", "insilico.cli"),
     ("insilico",),  # the facade: `import insilico as lab`
 )
