@@ -87,6 +87,21 @@ def test_readouts_are_rank_one_per_site(truth, rig):
         assert len(summary["steps"]) == 3
 
 
+def test_training_improves_on_the_starting_point(truth, rig):
+    """The half-steps lower the validation error of the starting point (a ridge fit at the
+    best single position) for most sites, and each site stops on its own."""
+    stim, da, _ = truth
+    x = layer_features(rig, stim, "v4")
+    y = torch.as_tensor(da.isel(presentation=da.repetition.values == 0).values).float()
+    shape = rig.model.layer_shape("v4")
+    for method in ("factorized", "gaussian"):
+        _, _, summary = fit_readout(method, x[:160], y[:160], shape)
+        improved = summary["val_best"] < summary["val_start"] - 1e-3
+        assert improved.mean() >= 0.75, (method, summary["val_start"], summary["val_best"])
+        assert np.median(summary["val_best"] / summary["val_start"]) < 0.9, method
+        assert (summary["steps"] > 0).mean() >= 0.75, method
+
+
 def test_shuffled_responses_give_no_predictivity(rig, truth):
     stim, da, _ = truth
     order = np.random.default_rng(1).permutation(N_IMAGES)

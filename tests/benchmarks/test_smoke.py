@@ -67,3 +67,11 @@ def test_bench_gpu_quick():
         assert result["regions"]["V1"]["record_bf16_img_per_s"] > 0
     else:
         assert result == {"cuda": False, "note": "no CUDA device: nothing measured"}
+
+
+def test_bench_readouts_quick():
+    result = _load("bench_readouts").main(["--quick"])
+    assert set(result["methods"]) == {"ridge", "factorized", "gaussian"}
+    for method in ("factorized", "gaussian"):
+        assert result["methods"][method]["fit_s"] > 0
+        assert 0 <= result["methods"][method]["improved_share"] <= 1
