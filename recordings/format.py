@@ -41,6 +41,12 @@ TIME_BIN_COORDS = ("time_bin_start", "time_bin_end")
 STRING_DTYPE = np.dtypes.StringDType()
 
 
+def as_strings(values: Any) -> np.ndarray:
+    """Labels of any dtype (object, ``<U``, numbers, ``StringDType``) as an object array of
+    Python ``str``: what comparisons, sets and dict keys of labels want."""
+    return np.asarray([str(v) for v in np.asarray(values, dtype=object).ravel()], dtype=object)
+
+
 def as_string_array(values: Any) -> np.ndarray:
     """Variable-length string array (numpy ``StringDType``), never fixed-width ``<U``."""
     return np.asarray(

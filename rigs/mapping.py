@@ -24,11 +24,12 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 import stimuli
+from recordings.format import as_strings
 from recordings.real import IMAGE_PATH_COORDS, load_responses
 from rigs.mapped import MappedSites
 from rigs.readouts import READOUTS, check_images
 from rigs.regression import DEFAULT_ALPHAS, check_method, cross_validated, fit
-from rigs.reliability import as_strings, mean_and_repeats, pearson, split_half_ceiling
+from rigs.reliability import mean_and_repeats, pearson, split_half_ceiling
 
 if TYPE_CHECKING:
     from rigs.rig import Rig

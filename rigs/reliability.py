@@ -6,10 +6,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-
-def as_strings(values) -> np.ndarray:
-    """Any array of labels (object, <U, StringDType, numbers) as an object array of str."""
-    return np.asarray([str(v) for v in np.asarray(values, dtype=object).ravel()], dtype=object)
+from recordings.format import as_strings
 
 
 def mean_and_repeats(responses: xr.DataArray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

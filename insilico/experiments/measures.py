@@ -9,10 +9,11 @@ import numpy as np
 
 from insilico.analysis import compare
 from insilico.brain import load_model
-from insilico.experiments.metrics import label_strings, record_values, statistic
+from insilico.experiments.metrics import record_values, statistic
 from insilico.experiments.results import MeasureOutput
 from insilico.experiments.spec import Spec
 from insilico.experiments.validation import ExperimentError
+from recordings.format import as_strings
 from rigs import Rig
 from stimuli.synthesis.result import SynthesisResult
 
@@ -42,14 +43,14 @@ def _behave(env: dict, m: dict, seed: int) -> Outputs:
     if task != "imagenet":
         train = env["stimuli"][m["train"]]
         task = rig.fit_task(train, m["labels"], region=m.get("region", "IT"), seed=seed)
-    truth = label_strings(st.meta[m["labels"]]) if "labels" in m else None
+    truth = as_strings(st.meta[m["labels"]]) if "labels" in m else None
     out = {}
     for c in m.get("conditions", ["control"]):
         with rig.perturb(*env["conditions"][c]):
             beh = rig.behave(st, task=task)
         mo = MeasureOutput(data=beh)
         if truth is not None:
-            mo.values["accuracy"] = (label_strings(beh.label.values) == truth).astype(float)
+            mo.values["accuracy"] = (as_strings(beh.label.values) == truth).astype(float)
         if "choice" in m:
             mo.values["p_choice"] = beh.sel(choice=str(m["choice"])).values
         out[c] = mo
@@ -127,7 +128,7 @@ def _compare(env: dict, m: dict, targets: Any, seed: int) -> Outputs:
             env["stimuli"][m["train"]], m["labels"], region=m.get("region", "IT"), seed=seed
         )
     readout = m.get("readout", "behaviour")
-    labels = label_strings(st.meta[m["labels"]]) if readout == "behaviour" else None
+    labels = as_strings(st.meta[m["labels"]]) if readout == "behaviour" else None
     eff = compare(
         rig,
         st,

@@ -13,11 +13,7 @@ import xarray as xr
 from insilico.analysis import orientation_selectivity, tuning_curve, unit_dprime
 from insilico.experiments import stats
 from insilico.experiments.validation import ExperimentError
-
-
-def label_strings(values: Any) -> np.ndarray:
-    """Labels of any dtype (object, <U, numpy StringDType) as an object array of str."""
-    return np.asarray([str(v) for v in np.asarray(values, dtype=object).ravel()], dtype=object)
+from recordings.format import as_strings
 
 
 def _per_stimulus_rate(rec: xr.DataArray) -> np.ndarray:
@@ -134,10 +130,10 @@ def _rate_above_blank(rec: xr.DataArray) -> np.ndarray:
     """Per non-blank stimulus: mean rate (spikes/s, over neuroids and repetitions) minus the
     mean rate to the blank presentations (``set`` == "blank", e.g. ``concat`` of the stimuli
     and a blank): what the stimuli add to the spontaneous rate."""
-    if "set" not in rec.coords or "blank" not in set(label_strings(rec["set"].values)):
+    if "set" not in rec.coords or "blank" not in set(as_strings(rec["set"].values)):
         raise ExperimentError("metric rate_above_blank needs a 'blank' set (concat with a blank)")
     r = rec.mean(("neuroid", "time_bin")).values
-    is_blank = label_strings(rec["set"].values) == "blank"
+    is_blank = as_strings(rec["set"].values) == "blank"
     stim = np.asarray(rec["stimulus_index"].values)
     base = r[is_blank].mean()
     per = [r[(stim == s) & ~is_blank].mean() for s in np.unique(stim[~is_blank])]
@@ -149,7 +145,7 @@ def _category_dprime(rec: xr.DataArray, labels: str) -> np.ndarray:
     if labels not in rec.coords:
         raise ExperimentError(f"metric category_dprime needs the stimulus parameter {labels!r}")
     r = rec.mean("time_bin").values
-    lab_values = label_strings(rec[labels].values)
+    lab_values = as_strings(rec[labels].values)
     first = sorted(set(lab_values))[0]
     return np.abs(unit_dprime(r[lab_values == first], r[lab_values != first]))
 
