@@ -179,6 +179,11 @@ class _Data:
         """Validation error (S,) of masks times channel weights, bias fitted on training."""
         pt = (_pool(self.xt, self.nt, mask) * v[:, None]).sum(2)
         pv = (_pool(self.xv, self.nv, mask) * v[:, None]).sum(2)
+        return self.bias_and_error(pt, pv, idx)
+
+    def bias_and_error(self, pt, pv, idx):
+        """Given predictions without bias on the training (S, nt) and validation (S, nv)
+        parts: the validation error (S,) and the bias (S,) fitted on training."""
         b = (self.yt[:, idx].T - pt).mean(1)
         return (pv + b[:, None] - self.yv[:, idx].T).pow(2).mean(1), b
 
@@ -270,9 +275,8 @@ class _Gaussian:
         self.mu[idx], self.s[idx] = p[:, :2], p[:, 2]
         g = self._gauss(p[:, :2], p[:, 2])
         pt, pv = (ut @ g[:, :, None])[..., 0], (uv @ g[:, :, None])[..., 0]
-        b = (data.yt[:, idx].T - pt).mean(1)
-        self.b[idx] = b
-        yield (pv + b[:, None] - data.yv[:, idx].T).pow(2).mean(1)
+        err, self.b[idx] = data.bias_and_error(pt, pv, idx)
+        yield err
 
     def summary(self) -> dict:
         sigma = MIN_SIGMA + self.s.exp()
