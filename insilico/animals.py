@@ -45,7 +45,7 @@ import torch
 import xarray as xr
 
 from insilico.brain import BrainModel, load_model
-from insilico.brain.model import SOFT_THRESHOLD_HZ
+from insilico.brain.model import saturate
 from recordings.format import INSILICO_VERSION, as_string_array, json_attrs
 from rigs.recording import as_recording
 from rigs.rig import Rig
@@ -190,8 +190,7 @@ class VirtualAnimal:
             units = model.gather(act, self.__used_units).float().cpu()
             drive = model.rates(region, units, self.__used_units, clamp=False)
             d = spont + gain * (drive @ self.__mix - baseline)
-            soft = torch.nn.functional.softplus(d, beta=1.0 / SOFT_THRESHOLD_HZ, threshold=20.0)
-            out[idx] = (top * torch.tanh(soft / top)).double().numpy()
+            out[idx] = saturate(d, top).double().numpy()
         return out
 
     # what a user sees -------------------------------------------------------------------

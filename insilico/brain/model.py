@@ -19,9 +19,10 @@ from insilico.brain.units import RegionUnits, measure_region
 SOFT_THRESHOLD_HZ = 1.0
 
 
-def saturate(drive: torch.Tensor, max_hz: float) -> torch.Tensor:
+def saturate(drive: torch.Tensor, max_hz: float | torch.Tensor) -> torch.Tensor:
     """Firing rate (spikes/s) from drive ``u`` (spikes/s): ``max_hz * tanh(s(u) / max_hz)``
-    with ``s(u) = w * log(1 + exp(u / w))``, w = SOFT_THRESHOLD_HZ.
+    with ``s(u) = w * log(1 + exp(u / w))``, w = SOFT_THRESHOLD_HZ. ``max_hz`` is one rate
+    or a tensor broadcasting against ``drive`` (a maximum per unit or site).
 
     Smooth and strictly increasing, -> 0 for u << 0 (softplus soft threshold), ~u for
     0 << u << max_hz and -> max_hz for u >> 0. A compressive, saturating response as in
@@ -29,7 +30,7 @@ def saturate(drive: torch.Tensor, max_hz: float) -> torch.Tensor:
     Albrecht & Hamilton (1982, J Neurophysiol 48:217); the tanh form and the width are the
     lab's choice, not fitted to data.
     """
-    if not max_hz > 0:
+    if not bool(torch.all(torch.as_tensor(max_hz) > 0)):
         raise ValueError(f"max_hz must be > 0 spikes/s, got {max_hz!r}")
     soft = torch.nn.functional.softplus(drive, beta=1.0 / SOFT_THRESHOLD_HZ, threshold=20.0)
     if soft.requires_grad:
