@@ -51,9 +51,11 @@ class MappedSites:
 
     @property
     def consistency(self) -> np.ndarray:
-        """Predictivity relative to the noise ceiling (1 = as good as the data allow)."""
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return self.predictivity / self.noise_ceiling
+        """Predictivity relative to the noise ceiling (1 = as good as the data allow); NaN
+        where the ceiling is NaN or 0 (no reliable response to be consistent with)."""
+        ceiling = np.where(self.noise_ceiling > 0, self.noise_ceiling, np.nan)
+        with np.errstate(invalid="ignore"):
+            return self.predictivity / ceiling
 
     def report(self) -> pd.DataFrame:
         """Per site (number): predictivity (Pearson r), noise ceiling, consistency, and the
@@ -70,10 +72,15 @@ class MappedSites:
             }
         )
 
+    @property
+    def _ensemble(self) -> str:
+        k = int(self.info.get("n_models", 1))
+        return f" (ensemble of {k})" if k > 1 else ""
+
     def __repr__(self) -> str:
         return (
             f"MappedSites({len(self)} sites -> {self.region} ({self.layer}) of "
-            f"{self.model_name!r} by {self.method}, "
+            f"{self.model_name!r} by {self.method}{self._ensemble}, "
             f"median r {np.nanmedian(self.predictivity):.3f}, "
             f"median ceiling {np.nanmedian(self.noise_ceiling):.3f})"
         )

@@ -13,6 +13,7 @@ the best of several layers cannot inflate it; one layer's features are held at a
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import TYPE_CHECKING
 
@@ -28,11 +29,14 @@ from recordings.format import as_strings
 from recordings.real import IMAGE_PATH_COORDS, load_responses
 from rigs.mapped import MappedSites
 from rigs.readouts import READOUTS, check_images
-from rigs.regression import DEFAULT_ALPHAS, check_method, cross_validated, fit
-from rigs.reliability import mean_and_repeats, pearson, split_half_ceiling
+from rigs.regression import DEFAULT_ALPHAS, check_method, check_n_models, cross_validated, fit
+from rigs.reliability import check_reliable, mean_and_repeats, pearson, split_half_ceiling
 
 if TYPE_CHECKING:
     from rigs.rig import Rig
+
+#: fewest stimuli in each ensemble member's own part of a training fold
+MIN_MEMBER_PART = 8
 
 
 def _stimuli_for(responses: xr.DataArray, given: stimuli.StimulusSet | None) -> stimuli.StimulusSet:
@@ -108,7 +112,7 @@ def layer_features(
 
 
 def _best_layer_nested(
-    rig, stim, layers, y, mean, method, cv, seed, alphas, n_components, batch_size, progress
+    rig, stim, layers, y, mean, method, cv, seed, alphas, n_components, batch_size, progress, k
 ):
     """``layer="best"`` without selection bias: in each outer fold the layer is chosen by
     inner cross-validation on the outer training stimuli only, and the outer test stimuli are
@@ -128,12 +132,12 @@ def _best_layer_nested(
         for f in range(cv):
             test = torch.as_tensor(outer == f)
             xt, yt = x[~test], y[~test]
-            inner = cross_validated(method, xt, yt, cv, seed + 1, alphas, n_components, shape)
+            inner = cross_validated(method, xt, yt, cv, seed + 1, alphas, n_components, shape, k)
             inner_score[i, f] = float(np.nanmedian(pearson(inner, yt.numpy())))
-            w, b, _ = fit(method, xt, yt, alphas, n_components, shape)
+            w, b, _ = fit(method, xt, yt, alphas, n_components, shape, k)
             outer_pred[i, test.numpy()] = (x[test] @ w + b).numpy()
         if final is None or inner_score[i].mean() > inner_score[final[0]].mean():
-            final = (i, *fit(method, x, y, alphas, n_components, shape))
+            final = (i, *fit(method, x, y, alphas, n_components, shape, k))
         del x
     chosen = inner_score.argmax(axis=0)  # per outer fold
     pred = np.empty(tuple(y.shape))
@@ -185,6 +189,7 @@ def map_neurons(
     n_components: int = 25,
     batch_size: int = 64,
     progress: bool = True,
+    n_models: int = 1,
 ) -> MappedSites:
     """Map recorded sites onto ``region`` (its committed layer, ``layer=NAME``, or
     ``layer="best"`` over ``candidate_layers``) by ``method`` ("ridge", "pls", or the
@@ -194,10 +199,14 @@ def map_neurons(
     ``info["rf_col"]``, ``info["rf_sigma"]``, pixels). ``responses``: an xarray, or a path
     to .nc / .zarr / .nwb (see ``recordings.load_responses``); its stimuli come from an
     ``image_path`` coordinate plus ``size_deg``, or ``stimuli_set=`` a StimulusSet matched by
-    ``stimulus_id``. ``noise_ceiling="auto"`` (from repetitions when there are any),
-    True (required) or False. Returns MappedSites, usable as targets of ``record``,
+    ``stimulus_id``. ``n_models=K`` > 1 maps an ensemble of K readouts, each stopped early
+    on (readouts) or trained without (ridge, PLS) a different K-th of the stimuli, and
+    predicts by their mean (``rigs.regression.fit``); its predictivity is that of the mean,
+    cross-validated like a single readout. ``noise_ceiling="auto"`` (from repetitions when
+    there are any), True (required) or False. Returns MappedSites, usable as targets of ``record``,
     ``synthesize`` and ``behave``-style readouts; see ``report()``."""
     check_method(method)
+    n_models = check_n_models(n_models)
     stimuli.stimulus_set.check_seed(seed)
     responses = load_responses(responses)
     model = rig.model
@@ -205,6 +214,12 @@ def map_neurons(
     stim = _stimuli_for(responses, stimuli_set)
     if method in READOUTS:
         check_images(method, len(stim), cv)
+    fold = len(stim) - math.ceil(len(stim) / cv) if isinstance(cv, int) and cv >= 2 else 0
+    if n_models > 1 and fold // n_models < MIN_MEMBER_PART:
+        raise ValueError(
+            f"n_models={n_models} splits each training fold of {fold} stimuli into parts of "
+            f"fewer than {MIN_MEMBER_PART}; use fewer models or more stimuli"
+        )
     ids = as_strings(stim.ids)
     mean, reps = mean_and_repeats(responses, ids)
     if noise_ceiling is True or (noise_ceiling == "auto" and reps.shape[1] >= 2):
@@ -219,20 +234,33 @@ def map_neurons(
         raise ValueError("a noise ceiling needs repetitions; the responses have one per stimulus")
     else:
         ceiling = np.full(mean.shape[1], np.nan)
+    check_reliable(mean, ceiling, as_strings(responses.neuroid_id.values), noise_ceiling is True)
     y = torch.as_tensor(mean, dtype=torch.float32)
     if layer == "best":
         layers = candidate_layers or [model.region(r).layer for r in model.regions]
         name, r, w, b, reg, scores = _best_layer_nested(
-            rig, stim, layers, y, mean, method, cv, seed, alphas, n_components, batch_size, progress
+            rig,
+            stim,
+            layers,
+            y,
+            mean,
+            method,
+            cv,
+            seed,
+            alphas,
+            n_components,
+            batch_size,
+            progress,
+            n_models,
         )
     else:
         name = layer or rc.layer
         x = layer_features(rig, stim, name, batch_size, progress)
         shape = model.layer_shape(name)
-        pred = cross_validated(method, x, y, cv, seed, alphas, n_components, shape)
+        pred = cross_validated(method, x, y, cv, seed, alphas, n_components, shape, n_models)
         r = pearson(pred, mean)
         scores = {name: float(np.nanmedian(r))}
-        w, b, reg = fit(method, x, y, alphas, n_components, shape)
+        w, b, reg = fit(method, x, y, alphas, n_components, shape, n_models)
         del x
     rf = {}
     if method == "gaussian":
@@ -255,6 +283,7 @@ def map_neurons(
             "regularisation": reg,
             "cv": cv,
             "seed": seed,
+            "n_models": n_models,
             "n_stimuli": len(stim),
             "stimuli_fingerprint": stim.fingerprint(),
             **rf,

@@ -87,9 +87,14 @@ def _standardise(x: torch.Tensor, y: torch.Tensor, shape):
     return xn, yn, (xm, xs, ym, ys)
 
 
-def _split(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Training and validation stimuli: the last 20 % of a seeded permutation validate."""
+def _split(n: int, member: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Training and validation stimuli: the last 20 % of a seeded permutation validate; for
+    ``member=(k, K)`` of an ensemble of K >= 2, the k-th of K disjoint parts of it validate
+    (each member is stopped early on different stimuli, together they train on all)."""
     perm = np.random.default_rng(0).permutation(n)
+    if member is not None and member[1] >= 2:
+        part = np.arange(n) % member[1] == member[0]
+        return np.sort(perm[~part]), np.sort(perm[part])
     n_val = max(8, round(VAL_FRACTION * n))
     return np.sort(perm[:-n_val]), np.sort(perm[-n_val:])
 
@@ -319,14 +324,19 @@ def _train(readout, data: _Data) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def fit_readout(
-    method: str, x: torch.Tensor, y: torch.Tensor, shape: tuple[int, int, int]
+    method: str,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    shape: tuple[int, int, int],
+    member: tuple[int, int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """(W (units, sites), b (sites,), summary) of a ``method`` readout ("factorized" or
     "gaussian") of features ``x`` (stimuli, C*H*W in flat order) of a layer of ``shape``
     (C, H, W) to responses ``y`` (stimuli, sites). The summary holds each site's early
     stopping half-step ("steps", 0 = the starting point), its validation error (standardised
     responses) at the start and at the kept parameters ("val_start", "val_best") and, for
-    the Gaussian, its centre ("row", "col") and width ("sigma") in feature-map pixels."""
+    the Gaussian, its centre ("row", "col") and width ("sigma") in feature-map pixels.
+    ``member=(k, K)``: member k of an ensemble of K, validated on its own part (``_split``)."""
     if method not in READOUTS:
         raise ValueError(f"readout must be one of {READOUTS}, got {method!r}")
     if shape is None:
@@ -334,7 +344,7 @@ def fit_readout(
     check_images(method, len(x))
     shape = tuple(int(s) for s in shape)
     xn, yn, (xm, xs, ym, ys) = _standardise(x, y, shape)
-    tr, va = _split(len(x))
+    tr, va = _split(len(x), member)
     with torch.no_grad():
         best, v0 = _best_positions(xn, yn, tr, va)
         readout = (_Factorized if method == "factorized" else _Gaussian)(shape, best, v0)

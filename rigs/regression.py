@@ -79,15 +79,52 @@ def check_method(method: str) -> None:
         raise ValueError(f"method must be one of {valid}; got {method!r}")
 
 
-def fit(method: str, x, y, alphas, n_components, shape=None):
-    """(W (features, sites), b, regularisation) of ``method`` ("ridge", "pls", "factorized"
-    or "gaussian"; the last two need the layer's (C, H, W) ``shape``)."""
-    check_method(method)
+def check_n_models(n_models) -> int:
+    """One-line error unless ``n_models`` is a positive integer."""
+    if isinstance(n_models, bool) or not isinstance(n_models, int | np.integer) or n_models < 1:
+        raise ValueError(f"n_models must be a positive integer, got {n_models!r}")
+    return int(n_models)
+
+
+def _fit_one(method: str, x, y, alphas, n_components, shape, member=None):
+    if method in READOUTS:
+        return fit_readout(method, x, y, shape, member)
+    if member is not None:  # ridge / PLS member k of K: trained without the k-th part
+        keep = torch.as_tensor(np.random.default_rng(0).permutation(len(x)) % member[1])
+        keep = keep != member[0]
+        x, y = x[keep], y[keep]
     if method == "ridge":
         return _ridge_fit(x, y, alphas)
-    if method == "pls":
-        return _pls_fit(x, y, n_components)
-    return fit_readout(method, x, y, shape)
+    return _pls_fit(x, y, n_components)
+
+
+def fit(method: str, x, y, alphas, n_components, shape=None, n_models: int = 1):
+    """(W (features, sites), b, regularisation) of ``method`` ("ridge", "pls", "factorized"
+    or "gaussian"; the last two need the layer's (C, H, W) ``shape``).
+
+    ``n_models=K`` > 1 fits an ensemble (Willeke et al. 2023): member k of a factorized or
+    Gaussian readout is stopped early on the k-th of K disjoint parts of the stimuli, a ridge
+    or PLS member is trained without that part; the members' predictions are averaged, which
+    for readouts of one layer is the average of their weights and biases (so recording and
+    synthesis on the result use the ensemble mean). The regularisation summary is member 0's
+    with ``"members"`` (each member's summary) added; a Gaussian's centre and width are the
+    members' means (a ridge or PLS summary is stacked: members x sites)."""
+    check_method(method)
+    n_models = check_n_models(n_models)
+    if n_models == 1:
+        return _fit_one(method, x, y, alphas, n_components, shape)
+    fits = [
+        _fit_one(method, x, y, alphas, n_components, shape, (k, n_models)) for k in range(n_models)
+    ]
+    w = torch.stack([f[0] for f in fits]).mean(0)
+    b = torch.stack([f[1] for f in fits]).mean(0)
+    summaries = [f[2] for f in fits]
+    if isinstance(summaries[0], dict):
+        reg = {k: np.mean([s[k] for s in summaries], axis=0) for k in summaries[0]}
+        reg["members"] = summaries
+    else:
+        reg = np.stack(summaries)  # (members, sites): each member's penalty / components
+    return w, b, reg
 
 
 def cross_validated(
@@ -99,8 +136,10 @@ def cross_validated(
     alphas,
     n_components: int,
     shape=None,
+    n_models: int = 1,
 ) -> np.ndarray:
-    """Out-of-fold predictions (stimuli, sites) from ``cv``-fold cross-validation."""
+    """Out-of-fold predictions (stimuli, sites) from ``cv``-fold cross-validation (of an
+    ensemble of ``n_models`` when > 1, fitted on each training part)."""
     n = len(x)
     if not isinstance(cv, int) or not 2 <= cv <= n:
         raise ValueError(f"cv must be an integer in [2, {n}], got {cv!r}")
@@ -108,6 +147,6 @@ def cross_validated(
     pred = np.empty(tuple(y.shape))
     for f in range(cv):
         test = torch.as_tensor(folds == f)
-        w, b, _ = fit(method, x[~test], y[~test], alphas, n_components, shape)
+        w, b, _ = fit(method, x[~test], y[~test], alphas, n_components, shape, n_models)
         pred[test.numpy()] = (x[test] @ w + b).numpy()
     return pred

@@ -42,7 +42,7 @@ def _single_rep_reliability(r: np.ndarray, h1: float, h2: float) -> np.ndarray:
         below = value < target
         lo = np.where(below, mid, lo)
         hi = np.where(below, hi, mid)
-    out = (lo + hi) / 2
+    out = np.where(r > 0, (lo + hi) / 2, 0.0)
     return np.where(np.isfinite(r), out, np.nan)
 
 
@@ -89,3 +89,23 @@ def pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     b = b - b.mean(0)
     with np.errstate(invalid="ignore", divide="ignore"):
         return (a * b).sum(0) / np.sqrt((a**2).sum(0) * (b**2).sum(0))
+
+
+def check_reliable(mean: np.ndarray, ceiling: np.ndarray, ids, required: bool) -> None:
+    """One-line errors for sites nothing can be mapped to: a mean response (stimuli, sites)
+    that is not finite or the same for every stimulus; and, when a noise ceiling is
+    ``required``, a site whose ceiling is NaN or 0 (repetitions that do not agree at all)."""
+    ids = np.asarray(ids)
+    flat = ~np.isfinite(mean).all(0) | (np.nanstd(mean, axis=0) == 0)
+    if flat.any():
+        raise ValueError(
+            f"{int(flat.sum())} sites have no stimulus-dependent response (constant or not "
+            f"finite), e.g. {', '.join(map(str, ids[flat][:3]))}: drop them before mapping"
+        )
+    bad = ~(ceiling > 0)
+    if required and bad.any():
+        raise ValueError(
+            f"{int(bad.sum())} sites have no reliable response across repetitions (noise "
+            f"ceiling 0 or NaN), e.g. {', '.join(map(str, ids[bad][:3]))}: drop them or pass "
+            "noise_ceiling='auto'"
+        )

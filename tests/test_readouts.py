@@ -138,3 +138,61 @@ def test_bad_input(rig, truth):
         rig.map_neurons(da, "V4", method="lasso", stimuli_set=stim, progress=False)
     with pytest.raises(ValueError, match="needs the layer's"):
         fit_readout("factorized", torch.zeros(50, 8), torch.zeros(50, 1), None)
+
+
+def test_an_ensemble_predicts_by_its_members_mean(rig, truth):
+    """``n_models=K``: member k is stopped early on the k-th of K parts; the mapped weights are
+    the members' mean, so held-out squared error cannot exceed the members' mean error
+    (Jensen) and recording the mapped sites gives the members' mean prediction."""
+    from rigs.regression import DEFAULT_ALPHAS, fit
+
+    stim, da, _ = truth
+    x = layer_features(rig, stim, "v4")
+    y = torch.as_tensor(
+        da.groupby("stimulus_id").mean().sel(stimulus_id=list(stim.ids)).values,
+        dtype=torch.float32,
+    )
+    train, test = slice(0, 180), slice(180, None)
+    shape = rig.model.layer_shape("v4")
+    w, b, reg = fit("gaussian", x[train], y[train], DEFAULT_ALPHAS, 25, shape, n_models=3)
+    members = [fit_readout("gaussian", x[train], y[train], shape, (k, 3)) for k in range(3)]
+    torch.testing.assert_close(w, torch.stack([m[0] for m in members]).mean(0))
+    assert len(reg["members"]) == 3 and reg["row"].shape == (N_SITES,)
+    assert not torch.allclose(members[0][0], members[1][0])  # validated on different parts
+    err = lambda w_, b_: ((x[test] @ w_ + b_ - y[test]) ** 2).mean(0)  # noqa: E731
+    mean_member = torch.stack([err(m[0], m[1]) for m in members]).mean(0)
+    assert (err(w, b) <= mean_member + 1e-4).all()
+    # ridge members are trained without their part, so they differ too
+    wr, _, alphas = fit("ridge", x[train], y[train], DEFAULT_ALPHAS, 25, n_models=2)
+    assert alphas.shape == (2, N_SITES)
+    w0, _, _ = fit("ridge", x[train], y[train], DEFAULT_ALPHAS, 25)
+    assert not torch.allclose(wr, w0)
+    ens = rig.map_neurons(
+        da, "V4", method="gaussian", cv=CV, stimuli_set=stim, progress=False, n_models=3
+    )
+    assert ens.info["n_models"] == 3 and "ensemble of 3" in repr(ens)
+    assert np.nanmedian(ens.predictivity) > 0.5
+    rates = rig.record(stim[:5], ens, progress=False).values[:, :, 0]
+    act = x[:5] @ ens.weights.T + ens.bias
+    np.testing.assert_allclose(rates, act.clamp(min=0).numpy(), rtol=1e-4, atol=1e-3)
+
+
+def test_bad_sites_and_ensembles_are_one_line_errors(rig, truth):
+    stim, da, _ = truth
+    for bad in (0, 2.0, True):
+        with pytest.raises(ValueError, match=f"n_models must be a positive integer, got {bad}"):
+            rig.map_neurons(da, "V4", stimuli_set=stim, progress=False, n_models=bad)
+    with pytest.raises(ValueError, match="n_models=40 splits each training fold of 160 stimuli"):
+        rig.map_neurons(da, "V4", cv=CV, stimuli_set=stim, progress=False, n_models=40)
+    dead = da.copy()
+    dead[:, 2] = 0.0
+    with pytest.raises(ValueError, match=r"1 sites have no stimulus-dependent response.*site2"):
+        rig.map_neurons(dead, "V4", stimuli_set=stim, progress=False)
+    unreliable = da.copy()  # site 5's second repetition mirrors its first (plus a little)
+    first = unreliable.values[::REPS, 5]
+    wiggle = np.random.default_rng(1).standard_normal(len(first))
+    unreliable[1::REPS, 5] = 40 - first + 0.1 * wiggle
+    with pytest.raises(ValueError, match=r"1 sites have no reliable.*ceiling 0 or NaN.*site5"):
+        rig.map_neurons(unreliable, "V4", stimuli_set=stim, progress=False, noise_ceiling=True)
+    kept = rig.map_neurons(unreliable, "V4", stimuli_set=stim, progress=False)
+    assert kept.noise_ceiling[5] == 0 and np.isnan(kept.consistency[5])

