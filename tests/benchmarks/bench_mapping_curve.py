@@ -2,7 +2,7 @@
 one ``map_neurons`` per readout at the session size.
 
     OMP_NUM_THREADS=2 python tests/benchmarks/bench_mapping_curve.py    # Lite2 animal -> Lite0
-    python tests/benchmarks/bench_mapping_curve.py --quick              # tiny_b -> tiny (CI smoke)
+    python tests/benchmarks/bench_mapping_curve.py --quick   # tiny_b -> tiny, one session (CI)
 
 The animal is ``insilico.animals.VirtualAnimal`` on EfficientNet-Lite2 (a separately trained
 network; 100 V4 sites, seed 0), recorded with 4 repetitions on ``max(--sizes)`` training
@@ -164,7 +164,8 @@ def main(argv: list[str] | None = None) -> dict:
     }
     if not args.skip_session:
         result["session"] = []
-        for method, k in readouts.values():
+        timed = [("gaussian", args.ensemble)] if args.quick else list(readouts.values())
+        for method, k in timed:
             cmd = [sys.executable, "-c", SESSION, args.animal, args.model, str(args.sites)]
             cmd += [str(args.session), method, str(k)]
             out = subprocess.run(cmd, capture_output=True, text=True, check=True)

@@ -75,3 +75,16 @@ def test_bench_readouts_quick():
     for method in ("factorized", "gaussian"):
         assert result["methods"][method]["fit_s"] > 0
         assert 0 <= result["methods"][method]["improved_share"] <= 1
+
+
+def test_bench_mapping_curve_quick():
+    result = _load("bench_mapping_curve").main(["--quick"])
+    assert set(result["curve"]) == {
+        "ridge", "pls", "factorized", "gaussian", "gaussian_x2", "null_shuffled_ridge"
+    }  # fmt: skip
+    for sizes in result["curve"].values():
+        assert set(sizes) == {100, 200}
+        for point in sizes.values():
+            assert -1 <= point["median_r"] <= 1 and point["fit_s"] >= 0
+    (session,) = result["session"]
+    assert session["n_models"] == 2 and session["seconds"] > 0
