@@ -106,7 +106,10 @@ def _best_positions(xn: torch.Tensor, yn: torch.Tensor, tr, va) -> tuple:
     g = torch.einsum("ncp,ndp->pcd", xt, xt)
     eye = torch.eye(xn.shape[1], dtype=torch.float64)
     rhs = torch.einsum("ncp,ns->pcs", xt, yn[tr].double())
-    w = torch.linalg.solve(g + 0.1 * len(tr) * eye, rhs)  # (P, C, S)
+    # Cholesky (the matrix is SPD): an LU solve (torch.linalg.solve) failed once in MKL's
+    # pivoting (DLASWP) on 192-channel features, not reproduced; Cholesky needs no pivots
+    chol, _ = torch.linalg.cholesky_ex(g + 0.1 * len(tr) * eye)
+    w = torch.cholesky_solve(rhs, chol)  # (P, C, S)
     pred = torch.einsum("ncp,pcs->nps", xn[va].double(), w)
     err = (pred - yn[va].double()[:, None, :]).pow(2).mean(0)  # (P, S)
     best = err.argmin(0)
