@@ -13,23 +13,27 @@ budget) that only answers ``show``.
 - **Day 2**: for every site predicted with r > ``--min-r``, one "drive" image and one
   "one_hot" image (Bashivan et al. 2019: drive the site, keep the other well-predicted sites
   at their natural level) are synthesized on the lab's model under the same budget and shown
-  to the animal ``--repeats`` times.
+  to the animal ``--repeats`` times; so are, again, each site's 3 best day-1 natural images
+  (by response and by one-hot share). The best of N noisy day-1 means is inflated by its
+  noise (the winner's curse: with 1,000 images and 4 repeats it beat the noise-free best by
+  far, see the README); fresh repeats of the day-1 favourites measure the best natural image
+  as fairly as the synthesized one (as Walker et al. 2019 and Bashivan et al. 2019 showed
+  both on the same day).
 
 The claims are numbers with 95 % intervals, measured on the animal's noisy responses
-(means over repeats):
+(means over day-2 repeats):
 
-- ``beats_equated``: fraction of those sites whose drive image beats their best day-1 natural
-  image (Clopper-Pearson interval). Null: were a synthesized image one more natural image,
-  it would beat the best of N with probability 1 / (N + 1). Taking the best of N noisy means
-  favours the natural images, so the comparison is conservative.
+- ``beats_equated``: fraction of those sites whose drive image beats the best of their 3
+  re-shown natural favourites (Clopper-Pearson interval). Null: were a synthesized image one
+  more natural image, it would beat the best of N with probability about 1 / (N + 1).
 - ``median_ratio_equated``: median of drive response / best natural response (bootstrap
   interval over sites).
 - ``one_hot_beats_equated``, ``one_hot_median_ratio``: the same for the one-hot control score
   on the animal: softmax over the well-predicted sites of their responses z-scored by the
-  day-1 natural responses; the target's share on its one-hot image vs on its best natural
-  image (null: a uniform share 1 / n_sites).
-- ``beats_equated_expected``: ``beats_equated`` on the animal's noise-free rates (from
-  ``reveal()``: only possible in silico), to show how much noise moves the measured number.
+  day-1 natural responses; the target's share on its one-hot image vs on its best re-shown
+  natural image (a uniform share would be 1 / n_sites).
+- ``*_expected``: the same on the animal's noise-free rates (``reveal()``: only possible in
+  silico) against the best of *all* N day-1 images: what the noisy protocol estimates.
 
 Run: python examples/closed_loop.py [--model efficientnet_lite0] [--animal efficientnet_lite2]
      [--sites 100] [--images 1000] [--steps 128]
@@ -44,6 +48,9 @@ from scipy.stats import beta
 
 import insilico as lab
 from insilico.animals import VirtualAnimal
+
+#: natural images per site (by day-1 response, and by day-1 one-hot share) shown again on day 2
+TOP = 3
 
 
 def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
@@ -108,7 +115,7 @@ def main() -> None:
     args = p.parse_args()
     t0 = time.perf_counter()
     size = 8.0
-    budget = args.repeats * (args.images + 2 * args.sites)
+    budget = args.repeats * (args.images + (2 + 2 * TOP) * args.sites)
     animal = VirtualAnimal(args.animal, "V4", args.sites, seed=0, trial_budget=budget)
     rig = lab.Rig(lab.load_model(args.model))
     print(f"lab model {args.model}; {animal!r}")
@@ -130,42 +137,58 @@ def main() -> None:
     columns = [list(mapped.neuroid_ids).index(n) for n in good.neuroid_ids]
     natural_resp = mean_responses(rec)[:, columns]
 
-    # day 2: drive and one-hot images under the same display budget, shown to the animal
+    # day 2: drive and one-hot images under the same display budget, shown to the animal,
+    # and each site's TOP natural images of day 1 shown again: the best of N noisy day-1
+    # means is inflated by its noise (the winner's curse); fresh repeats measure it fairly
     common = dict(size_deg=size, steps=args.steps, seed=0, reference=day1[:200], progress=False)
     common["rms_contrast"] = args.rms_contrast
-    drive = rig.synthesize(good, objective="drive", **common)
-    one_hot = rig.synthesize(good, objective="one_hot", **common)
+    mu, sd = natural_resp.mean(0), natural_resp.std(0) + 1e-6
+    top_drive = np.argsort(-natural_resp, axis=0)[:TOP]  # (TOP, sites)
+    top_share = np.argsort(-one_hot_share(natural_resp, mu, sd), axis=0)[:TOP]
+    again = np.unique(np.concatenate([top_drive.ravel(), top_share.ravel()]))
+    retest = mean_responses(animal.show(day1[again], args.repeats, seed=2))[:, columns]
+    row = {int(i): k for k, i in enumerate(again)}
     shown = {}
-    for name, res in (("drive", drive), ("one_hot", one_hot)):
+    for name in ("drive", "one_hot"):
+        res = rig.synthesize(good, objective=name, **common)
         images = lab.stimuli.from_arrays(
             res.displayed_luminance(rig.display), size_deg=size, encoding="linear",
             ids=[f"{name}_{k}" for k in range(len(good))],
         )  # fmt: skip
         shown[name] = (images, mean_responses(animal.show(images, args.repeats, seed=1)))
-    synth = np.diag(shown["drive"][1][:, columns])  # image k: site k
-    best = natural_resp.max(0)
+    sites = np.arange(len(good))
+    synth = shown["drive"][1][sites, columns]  # image k: site k
+    best = np.array([[retest[row[int(i)], k] for i in top_drive[:, k]] for k in sites]).max(1)
     n = len(day1)
     for k, nid in enumerate(good.neuroid_ids):
         print(
             f"{nid}: r {good.predictivity[k]:.2f}  synthesized {synth[k]:6.1f}  best natural "
-            f"{best[k]:6.1f} spikes/s  {'WIN' if synth[k] > best[k] else 'loss'}"
+            f"{best[k]:6.1f} (day 1: {natural_resp[:, k].max():6.1f}) spikes/s  "
+            f"{'WIN' if synth[k] > best[k] else 'loss'}"
         )
     report("beats_equated", "median_ratio_equated", synth, best, 1 / (n + 1))
 
-    mu, sd = natural_resp.mean(0), natural_resp.std(0) + 1e-6
-    share_synth = np.diag(one_hot_share(shown["one_hot"][1][:, columns], mu, sd))
-    share_nat = one_hot_share(natural_resp, mu, sd).max(0)
+    share_synth = one_hot_share(shown["one_hot"][1][:, columns], mu, sd)[sites, sites]
+    share_retest = one_hot_share(retest, mu, sd)
+    share_nat = np.array([[share_retest[row[int(i)], k] for i in top_share[:, k]] for k in sites])
+    share_nat = share_nat.max(1)
     report("one_hot_beats_equated", "one_hot_median_ratio", share_synth, share_nat, 1 / (n + 1))
     print(f"one-hot share: synthesized median {np.median(share_synth):.3f}, best natural median "
           f"{np.median(share_nat):.3f}, uniform {1 / len(good):.3f}")  # fmt: skip
 
+    # the check only a virtual animal allows: noise-free rates, best of ALL day-1 images
     truth = animal.reveal().rates
-    synth_true = np.diag(truth(shown["drive"][0])[:, columns])
-    best_true = truth(day1)[:, columns].max(0)
-    report("beats_equated_expected", None, synth_true, best_true, 1 / (n + 1))
+    synth_true = truth(shown["drive"][0])[sites, columns]
+    nat_true = truth(day1)[:, columns]
+    null = 1 / (n + 1)
+    report("beats_equated_expected", "median_ratio_expected", synth_true, nat_true.max(0), null)
+    oh_true = one_hot_share(truth(shown["one_hot"][0])[:, columns], mu, sd)[sites, sites]
+    oh_nat = one_hot_share(nat_true, mu, sd).max(0)
+    report("one_hot_beats_expected", "one_hot_ratio_expected", oh_true, oh_nat, null)
     print(
         f"synthesized on {args.model}, shown to the {args.animal} animal; {n} equated natural "
-        f"images; {animal.trials_used} trials; {time.perf_counter() - t0:.0f} s"
+        f"images, {len(again)} re-shown on day 2; {animal.trials_used} trials; "
+        f"{time.perf_counter() - t0:.0f} s"
     )
 
 

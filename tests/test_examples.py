@@ -82,6 +82,9 @@ def test_closed_loop_reports_numbers_with_intervals(tmp_path):
         "one_hot_beats_equated",
         "one_hot_median_ratio",
         "beats_equated_expected",
+        "median_ratio_expected",
+        "one_hot_beats_expected",
+        "one_hot_ratio_expected",
     }, out.stdout[-2000:]
     for name, (value, lo, hi) in found.items():
         assert lo <= value <= hi, (name, value, lo, hi)
@@ -89,5 +92,8 @@ def test_closed_loop_reports_numbers_with_intervals(tmp_path):
             assert 0 <= lo and hi <= 1 and hi - lo > 0.05  # 16 sites at most: not a point
     k, n = map(int, re.search(r"beats_equated = .*\((\d+)/(\d+) sites", out.stdout).groups())
     assert abs(found["beats_equated"][0] - k / n) < 1e-3
-    trials = int(re.search(r"; (\d+) trials;", out.stdout).group(1))
-    assert trials == 4 * (400 + 2 * n)  # day 1 and the two day-2 image sets, 4 repeats each
+    again, trials = map(
+        int, re.search(r"(\d+) re-shown on day 2; (\d+) trials", out.stdout).groups()
+    )
+    assert n <= again <= 6 * n  # each site's 3 favourites by response and by one-hot share
+    assert trials == 4 * (400 + 2 * n + again)  # day 1, day 2's synthesized and re-shown images
