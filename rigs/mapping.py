@@ -31,6 +31,7 @@ from rigs.mapped import MappedSites
 from rigs.readouts import READOUTS, check_images
 from rigs.regression import DEFAULT_ALPHAS, check_method, check_n_models, cross_validated, fit
 from rigs.reliability import check_reliable, mean_and_repeats, pearson, split_half_ceiling
+from rigs.targets import joined_activation, layer_parts
 
 if TYPE_CHECKING:
     from rigs.rig import Rig
@@ -93,17 +94,40 @@ def _stimuli_for(responses: xr.DataArray, given: stimuli.StimulusSet | None) -> 
     return stimuli.from_arrays(np.stack(images), size_deg=size, ids=list(ids))
 
 
+def mixed_layer(model, layer) -> str:
+    """A layer name; a list of layers (or ``"a+b"``) mixes them: their channels on one spatial
+    grid, named ``"a+b"``. One-line error when their grids differ."""
+    if isinstance(layer, list | tuple):
+        if not layer or not all(isinstance(p, str) for p in layer):
+            raise ValueError(f"layer must be a layer name or a list of names, got {layer!r}")
+        layer = "+".join(layer)
+    parts = layer_parts(layer)
+    if len(parts) > 1:
+        grids = {p: model.layer_shape(p)[1:] for p in parts}
+        if len(set(grids.values())) > 1:
+            raise ValueError(f"mixed layers must share one spatial grid; got {grids} (rows, cols)")
+    return layer
+
+
+def mixed_shape(model, layer: str) -> tuple[int, int, int]:
+    """(channels, rows, cols) of a layer or of a mixed ``"a+b"`` layer (channels summed)."""
+    shapes = [model.layer_shape(p) for p in layer_parts(layer)]
+    return (sum(s[0] for s in shapes), *shapes[0][1:])
+
+
 def layer_features(
     rig: Rig, stim: stimuli.StimulusSet, layer: str, batch_size: int = 64, progress: bool = False
 ) -> torch.Tensor:
-    """Activations (stimuli, units) of one layer, streamed batch by batch (float32, CPU)."""
+    """Activations (stimuli, units) of one layer (or a mixed ``"a+b"`` one: the parts' units
+    in turn), streamed batch by batch (float32, CPU)."""
     rig.check_visible(stim)
     out = None
     for lo in tqdm(
         range(0, len(stim), batch_size), desc=f"features {layer}", leave=False, disable=not progress
     ):
         idx = np.arange(lo, min(lo + batch_size, len(stim)))
-        a = rig.model.activations(rig.present(stim, idx), [layer])[layer]
+        acts = rig.model.activations(rig.present(stim, idx), layer_parts(layer))
+        a = joined_activation(acts, layer)
         a = a.reshape(len(idx), -1).float().cpu()
         if out is None:
             out = torch.empty(len(stim), a.shape[1])
@@ -128,7 +152,7 @@ def _best_layer_nested(
     final = None
     for i, name in enumerate(layers):
         x = layer_features(rig, stim, name, batch_size, progress)
-        shape = rig.model.layer_shape(name)
+        shape = mixed_shape(rig.model, name)
         for f in range(cv):
             test = torch.as_tensor(outer == f)
             xt, yt = x[~test], y[~test]
@@ -155,11 +179,12 @@ def rf_degrees(rig: Rig, region: str, layer: str, row, col) -> tuple[np.ndarray,
     the region committed to ``layer`` (``region`` first); NaN when no region is."""
     model = rig.model
     owners = [region] + [r for r in model.regions if r != region]
-    owner = next((r for r in owners if model.region(r).layer == layer), None)
+    parts = layer_parts(layer)  # a mixed layer's grid is its parts' grid
+    owner = next((r for p in parts for r in owners if model.region(r).layer == p), None)
     row, col = np.asarray(row, dtype=float), np.asarray(col, dtype=float)
     if owner is None:
         return np.full(row.shape, np.nan), np.full(row.shape, np.nan)
-    _, h, w = model.layer_shape(layer)
+    _, h, w = model.layer_shape(parts[0])
     grid = model.units(owner).groupby(["row", "col"])[["rf_x_deg", "rf_y_deg"]].mean()
     out = []
     for name in ("rf_x_deg", "rf_y_deg"):
@@ -191,7 +216,8 @@ def map_neurons(
     progress: bool = True,
     n_models: int = 1,
 ) -> MappedSites:
-    """Map recorded sites onto ``region`` (its committed layer, ``layer=NAME``, or
+    """Map recorded sites onto ``region`` (its committed layer, ``layer=NAME``, a list of
+    layers on one spatial grid whose channels are mixed (named ``"a+b"``), or
     ``layer="best"`` over ``candidate_layers``) by ``method`` ("ridge", "pls", or the
     data-efficient "factorized" and "gaussian" readouts of ``rigs.readouts``) with
     ``cv``-fold cross-validation; "gaussian" adds each site's RF centre in degrees
@@ -238,6 +264,7 @@ def map_neurons(
     y = torch.as_tensor(mean, dtype=torch.float32)
     if layer == "best":
         layers = candidate_layers or [model.region(r).layer for r in model.regions]
+        layers = [mixed_layer(model, c) for c in layers]
         name, r, w, b, reg, scores = _best_layer_nested(
             rig,
             stim,
@@ -254,9 +281,9 @@ def map_neurons(
             n_models,
         )
     else:
-        name = layer or rc.layer
+        name = mixed_layer(model, layer or rc.layer)
         x = layer_features(rig, stim, name, batch_size, progress)
-        shape = model.layer_shape(name)
+        shape = mixed_shape(model, name)
         pred = cross_validated(method, x, y, cv, seed, alphas, n_components, shape, n_models)
         r = pearson(pred, mean)
         scores = {name: float(np.nanmedian(r))}

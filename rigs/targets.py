@@ -119,12 +119,28 @@ def rates(
 ) -> torch.Tensor:
     """Firing rates (spikes/s) of resolved ``targets`` for model-input ``images``:
     ``(n, neuroids)``; ``clamp=False`` gives the unrectified drive (for gradients)."""
+    names = list(dict.fromkeys(p for t in targets for p in layer_parts(t.layer)))
     with model.autocast(precision):
-        acts = model.activations(images, [t.layer for t in targets], grad=grad)
+        acts = model.activations(images, names, grad=grad)
     if precision != "float32":  # rates computed in float32 from the reduced-precision pass
         acts = {k: v.float() for k, v in acts.items()}
-    parts = [target_rates(model, acts[t.layer], t, clamp) for t in targets]
+    parts = [target_rates(model, joined_activation(acts, t.layer), t, clamp) for t in targets]
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+
+def layer_parts(layer: str) -> list[str]:
+    """The layers of a (possibly mixed, ``"a+b"``) layer name of mapped sites."""
+    return layer.split("+")
+
+
+def joined_activation(acts: dict[str, torch.Tensor], layer: str) -> torch.Tensor:
+    """The activation of ``layer``; for a mixed name ``"a+b"`` the parts' activations
+    concatenated along channels (they share one spatial grid): flattened, the units of ``a``
+    then those of ``b``, the order mixed-layer readouts are fitted in."""
+    parts = layer_parts(layer)
+    if len(parts) == 1:
+        return acts[layer]
+    return torch.cat([acts[p] for p in parts], dim=1)
 
 
 def target_rates(

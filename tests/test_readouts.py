@@ -196,3 +196,24 @@ def test_bad_sites_and_ensembles_are_one_line_errors(rig, truth):
         rig.map_neurons(unreliable, "V4", stimuli_set=stim, progress=False, noise_ceiling=True)
     kept = rig.map_neurons(unreliable, "V4", stimuli_set=stim, progress=False)
     assert kept.noise_ceiling[5] == 0 and np.isnan(kept.consistency[5])
+
+
+def test_mixed_layers_on_one_grid(rig, truth):
+    """``layer=[a, b]`` on one spatial grid: the readout sees both layers' channels; recording
+    and synthesis read the same concatenation; different grids are a one-line error."""
+    stim, da, _ = truth
+    mixed = rig.map_neurons(
+        da, "V4", method="gaussian", layer=["v4.0", "v4"], cv=CV, stimuli_set=stim,
+        progress=False,
+    )  # fmt: skip
+    assert mixed.layer == "v4.0+v4" and mixed.weights.shape == (N_SITES, 2 * 32 * 8 * 8)
+    assert np.nanmedian(mixed.predictivity) > 0.5
+    assert np.isfinite(mixed.info["rf_x_deg"]).all()  # the grid of V4's layer
+    x = torch.cat([layer_features(rig, stim[:6], "v4.0"), layer_features(rig, stim[:6], "v4")], 1)
+    expected = (x @ mixed.weights.T + mixed.bias).clamp(min=0).numpy()
+    rates = rig.record(stim[:6], mixed, progress=False).values[:, :, 0]
+    np.testing.assert_allclose(rates, expected, rtol=1e-4, atol=1e-3)
+    res = rig.synthesize(mixed.sites[:1], steps=3, size_deg=6, progress=False)
+    assert np.isfinite(res.table["response"]).all()
+    with pytest.raises(ValueError, match="mixed layers must share one spatial grid"):
+        rig.map_neurons(da, "V4", layer=["v2", "v4"], stimuli_set=stim, progress=False)
