@@ -79,6 +79,8 @@ def test_closed_loop_reports_numbers_with_intervals(tmp_path):
     assert set(found) == {
         "beats_equated",
         "median_ratio_equated",
+        "beats_equated_top1",
+        "median_ratio_equated_top1",
         "one_hot_beats_equated",
         "one_hot_median_ratio",
         "beats_equated_expected",
