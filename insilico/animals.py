@@ -51,7 +51,7 @@ from rigs.recording import as_recording
 from rigs.rig import Rig
 from rigs.screen import as_stimulus_set
 from stimuli import StimulusSet
-from stimuli.stimulus_set import check_position_deg, check_seed
+from stimuli.stimulus_set import check_position_deg, check_positive_int, check_seed
 
 __all__ = ["AnimalInsides", "VirtualAnimal"]
 
@@ -95,12 +95,6 @@ class AnimalInsides:
     rates: Callable[[StimulusSet], np.ndarray]
 
 
-def _positive_int(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{what} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 class VirtualAnimal:
     """A virtual monkey with an array of ``n_sites`` sites in ``region`` of ``model``'s brain
     (see the module docstring). ``show(stimuli, repeats, seed)`` records from it;
@@ -120,8 +114,8 @@ class VirtualAnimal:
             raise ValueError(f"model must be a model name (lab.models()), got {model!r}")
         if not isinstance(region, str):
             raise ValueError(f"region must be a region name, got {region!r}")
-        n_sites = _positive_int(n_sites, "n_sites")
-        trial_budget = _positive_int(trial_budget, "trial_budget")
+        n_sites = check_positive_int(n_sites, "n_sites")
+        trial_budget = check_positive_int(trial_budget, "trial_budget")
         check_seed(seed)
         at = check_position_deg(at_deg, "at_deg")
         brain = load_model(model)
@@ -238,7 +232,7 @@ class VirtualAnimal:
         trials; more than ``trials_left`` is an error, raised before anything is shown.
         Noise is seeded by (animal seed, ``seed``, stimulus id)."""
         stimuli = as_stimulus_set(stimuli)
-        repeats = _positive_int(repeats, "repeats")
+        repeats = check_positive_int(repeats, "repeats")
         check_seed(seed)
         trials = len(stimuli) * repeats
         if trials > self.trials_left:

@@ -29,7 +29,7 @@ from recordings.format import as_strings
 from recordings.real import IMAGE_PATH_COORDS, load_responses
 from rigs.mapped import MappedSites
 from rigs.readouts import READOUTS, check_images
-from rigs.regression import DEFAULT_ALPHAS, check_method, check_n_models, cross_validated, fit
+from rigs.regression import DEFAULT_ALPHAS, check_method, cross_validated, fit
 from rigs.reliability import check_reliable, mean_and_repeats, pearson, split_half_ceiling
 from rigs.targets import joined_activation, layer_parts
 
@@ -232,7 +232,7 @@ def map_neurons(
     there are any), True (required) or False. Returns MappedSites, usable as targets of ``record``,
     ``synthesize`` and ``behave``-style readouts; see ``report()``."""
     check_method(method)
-    n_models = check_n_models(n_models)
+    n_models = stimuli.stimulus_set.check_positive_int(n_models, "n_models")
     stimuli.stimulus_set.check_seed(seed)
     responses = load_responses(responses)
     model = rig.model

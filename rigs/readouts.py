@@ -87,14 +87,25 @@ def _standardise(x: torch.Tensor, y: torch.Tensor, shape):
     return xn, yn, (xm, xs, ym, ys)
 
 
+def member_part(n: int, member: tuple[int, int]) -> np.ndarray:
+    """Mask (n,) of ensemble member k's own stimuli, ``member=(k, K)``: the k-th of K disjoint
+    parts of a seeded permutation (together the parts cover every stimulus once)."""
+    k, n_models = member
+    perm = np.random.default_rng(0).permutation(n)
+    mask = np.zeros(n, dtype=bool)
+    mask[perm[np.arange(n) % n_models == k]] = True
+    return mask
+
+
 def _split(n: int, member: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Training and validation stimuli: the last 20 % of a seeded permutation validate; for
-    ``member=(k, K)`` of an ensemble of K >= 2, the k-th of K disjoint parts of it validate
-    (each member is stopped early on different stimuli, together they train on all)."""
-    perm = np.random.default_rng(0).permutation(n)
+    ``member=(k, K)`` of an ensemble of K >= 2, the member's own part validates
+    (``member_part``: each member is stopped early on different stimuli, together they
+    train on all)."""
     if member is not None and member[1] >= 2:
-        part = np.arange(n) % member[1] == member[0]
-        return np.sort(perm[~part]), np.sort(perm[part])
+        part = member_part(n, member)
+        return np.flatnonzero(~part), np.flatnonzero(part)
+    perm = np.random.default_rng(0).permutation(n)
     n_val = max(8, round(VAL_FRACTION * n))
     return np.sort(perm[:-n_val]), np.sort(perm[-n_val:])
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from rigs.readouts import READOUTS, fit_readout
+from rigs.readouts import READOUTS, fit_readout, member_part
+from stimuli.stimulus_set import check_positive_int
 
 METHODS = ("ridge", "pls", *READOUTS)
 DEFAULT_ALPHAS = tuple(10.0 ** np.arange(-2, 7))
@@ -79,19 +80,11 @@ def check_method(method: str) -> None:
         raise ValueError(f"method must be one of {valid}; got {method!r}")
 
 
-def check_n_models(n_models) -> int:
-    """One-line error unless ``n_models`` is a positive integer."""
-    if isinstance(n_models, bool) or not isinstance(n_models, int | np.integer) or n_models < 1:
-        raise ValueError(f"n_models must be a positive integer, got {n_models!r}")
-    return int(n_models)
-
-
 def _fit_one(method: str, x, y, alphas, n_components, shape, member=None):
     if method in READOUTS:
         return fit_readout(method, x, y, shape, member)
-    if member is not None:  # ridge / PLS member k of K: trained without the k-th part
-        keep = torch.as_tensor(np.random.default_rng(0).permutation(len(x)) % member[1])
-        keep = keep != member[0]
+    if member is not None:  # ridge / PLS member k of K: trained without its own part
+        keep = torch.from_numpy(~member_part(len(x), member))
         x, y = x[keep], y[keep]
     if method == "ridge":
         return _ridge_fit(x, y, alphas)
@@ -103,14 +96,15 @@ def fit(method: str, x, y, alphas, n_components, shape=None, n_models: int = 1):
     or "gaussian"; the last two need the layer's (C, H, W) ``shape``).
 
     ``n_models=K`` > 1 fits an ensemble (Willeke et al. 2023): member k of a factorized or
-    Gaussian readout is stopped early on the k-th of K disjoint parts of the stimuli, a ridge
-    or PLS member is trained without that part; the members' predictions are averaged, which
-    for readouts of one layer is the average of their weights and biases (so recording and
-    synthesis on the result use the ensemble mean). The regularisation summary is member 0's
-    with ``"members"`` (each member's summary) added; a Gaussian's centre and width are the
-    members' means (a ridge or PLS summary is stacked: members x sites)."""
+    Gaussian readout is stopped early on its own K-th of the stimuli
+    (``rigs.readouts.member_part``), a ridge or PLS member is trained without it; the
+    members' predictions are averaged, which for readouts of one layer is the average of
+    their weights and biases (so recording and synthesis on the result use the ensemble
+    mean). A readout's summary holds the members' mean of each entry (a Gaussian's centre and
+    width among them) and ``"members"``, each member's own; a ridge or PLS summary is
+    stacked (members x sites)."""
     check_method(method)
-    n_models = check_n_models(n_models)
+    n_models = check_positive_int(n_models, "n_models")
     if n_models == 1:
         return _fit_one(method, x, y, alphas, n_components, shape)
     fits = [

@@ -46,6 +46,13 @@ def check_seed(seed: Any, name: str = "seed") -> int:
     return int(seed)
 
 
+def check_positive_int(value: Any, name: str) -> int:
+    """``value`` as an int if it is an integer >= 1 (not a bool); else a one-line error."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
 def check_positive(value: Any, name: str, what: str = "a positive number") -> float:
     """``value`` as a float if it is a finite number > 0; else an error saying ``name`` must
     be ``what``."""
