@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -103,3 +104,35 @@ def write_result(path: str | None, result: dict) -> None:
     print(text)
     if path:
         Path(path).write_text(text)
+
+
+def rss_mb() -> float:
+    """This process's resident set (MB), from /proc/self/status."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS line in /proc/self/status")
+
+
+def peak_rss_while(fn: Callable[[], object]) -> tuple[object, float, float, float]:
+    """``fn()``'s result, its wall time (s), the resident set before it (MB) and the peak
+    resident set while it ran (MB), sampled every 5 ms on a thread."""
+    peak, running = [0.0], [True]
+
+    def sample() -> None:
+        while running[0]:
+            peak[0] = max(peak[0], rss_mb())
+            time.sleep(0.005)
+
+    before = rss_mb()
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    t0 = time.perf_counter()
+    try:
+        result = fn()
+    finally:
+        seconds = time.perf_counter() - t0
+        running[0] = False
+        thread.join()
+    return result, seconds, before, max(peak[0], before)

@@ -19,7 +19,8 @@ import sys
 from pathlib import Path
 
 CHILD = r"""
-import json, sys, tempfile, threading, time
+import json, sys, tempfile
+from _common import peak_rss_while  # the child runs in this folder
 from importlib import resources
 from pathlib import Path
 import insilico as lab
@@ -34,30 +35,13 @@ array = animal.implant("V4", n_sites=n_sites, at_deg=(0.5, 0.5), seed=0)
 rec = animal.record(stim, array, repeats=4, noise="poisson", seed=0, progress=False)
 for r in rig.model.regions:
     rig.model.region_units(r)
-def rss_mb():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-peak = [0.0]
-running = [True]
-def sample():
-    while running[0]:
-        peak[0] = max(peak[0], rss_mb())
-        time.sleep(0.005)
-before = rss_mb()
-thread = threading.Thread(target=sample, daemon=True)
-thread.start()
-t0 = time.perf_counter()
 cands = None if layers == "commitment" else layers.split(",")
-mapped = rig.map_neurons(rec, "V4", cv=5, stimuli_set=stim, progress=False,
-                         layer="best" if cands else None, candidate_layers=cands)
-seconds = time.perf_counter() - t0
-running[0] = False
-thread.join()
+mapped, seconds, before, peak = peak_rss_while(lambda: rig.map_neurons(
+    rec, "V4", cv=5, stimuli_set=stim, progress=False,
+    layer="best" if cands else None, candidate_layers=cands))
 print(json.dumps({"layers": layers, "chosen": mapped.layer, "seconds": round(seconds, 1),
-                  "peak_rss_mb": round(peak[0], 1), "rss_before_mapping_mb": round(before, 1),
-                  "mapping_peak_increase_mb": round(peak[0] - before, 1),
+                  "peak_rss_mb": round(peak, 1), "rss_before_mapping_mb": round(before, 1),
+                  "mapping_peak_increase_mb": round(peak - before, 1),
                   "median_r": round(float(mapped.report().predictivity.median()), 3),
                   "median_ceiling": round(float(mapped.report().noise_ceiling.median()), 3)}))
 """
@@ -84,6 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
             capture_output=True,
             text=True,
             check=True,
+            cwd=Path(__file__).parent,  # the child imports _common
         )
         runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(json.dumps(runs[-1]), flush=True)

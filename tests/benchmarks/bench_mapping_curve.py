@@ -29,6 +29,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -49,7 +50,8 @@ READOUTS = {
 }
 
 SESSION = r"""
-import json, sys, threading, time
+import json, sys
+from _common import peak_rss_while  # the child runs in this folder
 import numpy as np
 import insilico as lab
 from insilico.animals import VirtualAnimal
@@ -59,29 +61,12 @@ stim = lab.stimuli.natural(int(n_images), size_deg=8.0, seed=7)
 rec = animal.show(stim, repeats=4, seed=0)
 rig = lab.Rig(lab.load_model(lab_name))
 rig.model.region_units("V4")
-def rss_mb():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-peak, running = [0.0], [True]
-def sample():
-    while running[0]:
-        peak[0] = max(peak[0], rss_mb())
-        time.sleep(0.005)
-before = rss_mb()
-thread = threading.Thread(target=sample, daemon=True)
-thread.start()
-t0 = time.perf_counter()
-mapped = rig.map_neurons(rec, "V4", method=method, cv=5, stimuli_set=stim, progress=False,
-                         n_models=int(k))
-seconds = time.perf_counter() - t0
-running[0] = False
-thread.join()
+mapped, seconds, before, peak = peak_rss_while(lambda: rig.map_neurons(
+    rec, "V4", method=method, cv=5, stimuli_set=stim, progress=False, n_models=int(k)))
 c = mapped.consistency
 ok = mapped.noise_ceiling >= 0.1
 print(json.dumps({"method": method, "n_models": int(k), "seconds": round(seconds, 1),
-                  "mapping_peak_increase_mb": round(peak[0] - before, 1),
+                  "mapping_peak_increase_mb": round(peak - before, 1),
                   "median_r": round(float(np.nanmedian(mapped.predictivity)), 3),
                   "median_ceiling": round(float(np.nanmedian(mapped.noise_ceiling)), 3),
                   "median_normalised": round(float(np.nanmedian(c[ok])), 3)}))
@@ -168,7 +153,8 @@ def main(argv: list[str] | None = None) -> dict:
         for method, k in timed:
             cmd = [sys.executable, "-c", SESSION, args.animal, args.model, str(args.sites)]
             cmd += [str(args.session), method, str(k)]
-            out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            here = Path(__file__).parent  # the child imports _common
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=here)
             result["session"].append(json.loads(out.stdout.strip().splitlines()[-1]))
             print(json.dumps(result["session"][-1]), flush=True)
     write_result(args.json, result)
