@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 
 #: the glibc settings insilico/brain/allocator.py applies in-process, as environment variables
@@ -136,3 +137,11 @@ def peak_rss_while(fn: Callable[[], object]) -> tuple[object, float, float, floa
         running[0] = False
         thread.join()
     return result, seconds, before, max(peak[0], before)
+
+
+def median_normalised(r, ceiling, min_ceiling: float = 0.1) -> float:
+    """Median over sites of predictivity / noise ceiling, sites with a ceiling below
+    ``min_ceiling`` left out (their ratio is noise)."""
+    r, ceiling = np.asarray(r, dtype=float), np.asarray(ceiling, dtype=float)
+    ok = ceiling >= min_ceiling
+    return float(np.nanmedian(r[ok] / ceiling[ok]))

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import write_result
+from _common import median_normalised, write_result
 
 import insilico as lab
 from insilico.animals import VirtualAnimal
@@ -51,7 +51,7 @@ READOUTS = {
 
 SESSION = r"""
 import json, sys
-from _common import peak_rss_while  # the child runs in this folder
+from _common import median_normalised, peak_rss_while  # the child runs in this folder
 import numpy as np
 import insilico as lab
 from insilico.animals import VirtualAnimal
@@ -63,13 +63,12 @@ rig = lab.Rig(lab.load_model(lab_name))
 rig.model.region_units("V4")
 mapped, seconds, before, peak = peak_rss_while(lambda: rig.map_neurons(
     rec, "V4", method=method, cv=5, stimuli_set=stim, progress=False, n_models=int(k)))
-c = mapped.consistency
-ok = mapped.noise_ceiling >= 0.1
 print(json.dumps({"method": method, "n_models": int(k), "seconds": round(seconds, 1),
                   "mapping_peak_increase_mb": round(peak - before, 1),
                   "median_r": round(float(np.nanmedian(mapped.predictivity)), 3),
                   "median_ceiling": round(float(np.nanmedian(mapped.noise_ceiling)), 3),
-                  "median_normalised": round(float(np.nanmedian(c[ok])), 3)}))
+                  "median_normalised": round(median_normalised(mapped.predictivity,
+                                                                mapped.noise_ceiling), 3)}))
 """
 
 
@@ -77,11 +76,6 @@ def _record(animal: VirtualAnimal, stim) -> tuple[np.ndarray, np.ndarray]:
     rec = animal.show(stim, repeats=4, seed=0)
     mean, reps = mean_and_repeats(rec, np.asarray([str(s) for s in stim.ids]))
     return mean, split_half_ceiling(reps, seed=0)
-
-
-def _median_normalised(r: np.ndarray, ceiling: np.ndarray) -> float:
-    ok = ceiling >= 0.1
-    return float(np.nanmedian(r[ok] / ceiling[ok]))
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -134,7 +128,7 @@ def main(argv: list[str] | None = None) -> dict:
             r = pearson((x_test @ w + b).numpy(), y_test)
             curve[label][n] = {
                 "median_r": round(float(np.nanmedian(r)), 3),
-                "median_normalised": round(_median_normalised(r, ceiling), 3),
+                "median_normalised": round(median_normalised(r, ceiling), 3),
                 "fit_s": round(seconds, 1),
             }
             print(f"{label:>20} N={n:5d}: {json.dumps(curve[label][n])}", flush=True)
