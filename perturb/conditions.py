@@ -66,3 +66,19 @@ def tissue_match(model: BrainModel, real: Perturbation, controls: list) -> tuple
     threshold = 0.5 * float(e.max())
     counts = np.array([c.affected(model, threshold) for c in controls], dtype=int)
     return real.affected(model, threshold), counts
+
+
+def rates_through_maps(model: BrainModel, region: str, acts: torch.Tensor, maps: UnitMaps):
+    """Rates (stimuli, units) in spikes/s of ``region`` when a perturbation with unit maps
+    ``maps`` acts on it, from the region's unperturbed activations ``acts`` (stimuli, units):
+    what recording the region under ``rig.perturb`` gives, without running the network again
+    (the hook of ``replicate_conditions`` and the rate undo of ``perturb.base``). For
+    analyses that read the perturbed region itself under many conditions (sites, doses)."""
+    ru = model.region_units(region)
+    rc = model.region(region)
+    per_hz = (rc.max_hz - rc.baseline_hz) / ru.rate_scale
+    y = acts.float() * maps.gain + maps.drive_hz / per_hz
+    keep = (maps.silencing < 1) & (maps.gain > 0)
+    undo = torch.where(keep, maps.gain, torch.ones_like(maps.gain))
+    u = y / undo * per_hz + rc.baseline_hz
+    return model.saturate(region, u) * maps.silencing

@@ -2,6 +2,7 @@
 (parametric, noise, images, natural photographs) with the operations that combine sets."""
 
 from stimuli.display import Display
+from stimuli.faces import faces
 from stimuli.images import from_arrays, from_folder
 from stimuli.noise import pink_noise, white_noise
 from stimuli.operations import blend, concat, equate
@@ -16,6 +17,7 @@ __all__ = [
     "blend",
     "concat",
     "equate",
+    "faces",
     "from_arrays",
     "from_folder",
     "gabors",

