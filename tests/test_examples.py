@@ -15,6 +15,7 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
         ("microstim_afraz.py", ["--model", "tiny", "--controls", "3"], "shift in P('cat')"),
         ("muscimol_tasks.py", ["--model", "tiny", "--controls", "2"], "Spearman rho"),
         ("scripted_experiment.py", ["--model", "tiny", "--out", "sx"], "sf 4 cpd  surround"),
+        ("topographic_models.py", ["--model", "tiny"], "face-d' r(1-3 mm)"),
     ],
 )
 def test_example_runs(script, args, expect, tmp_path):

@@ -153,6 +153,20 @@ def build_parser() -> argparse.ArgumentParser:
         "experiment", nargs="?", default=None, help="experiment .toml file or shipped name"
     )
     e.add_argument("--list", action="store_true", help="list the shipped experiments")
+    e.add_argument(
+        "--suite",
+        default=None,
+        help="run a benchmark suite instead of one experiment: 'perturbation' (the nine IT "
+        "perturbation benchmarks, one table)",
+    )
+    e.add_argument(
+        "--arrangement",
+        default=None,
+        help="with --suite: place IT's channels by similarity, swap, trained or random",
+    )
+    e.add_argument(
+        "--null", action="store_true", help="with --suite: every dose zero (the suite's null)"
+    )
     e.add_argument("--out", default=None, help="output folder (default runs/NAME)")
     e.add_argument("--model", default=None, help="run on another model (e.g. tiny)")
     e.add_argument("--device", default=None, help="cpu or cuda (default: the file's, else cpu)")

@@ -9,8 +9,53 @@ from insilico.cli.values import CLIError
 # command functions import their dependencies lazily so that `insilico --help` starts fast
 
 
+SUITES = ("perturbation",)
+
+
+def cmd_suite(args: argparse.Namespace) -> None:
+    """``insilico run --suite perturbation --model M``: one table, benchmark x verdict."""
+    from pathlib import Path
+
+    from insilico.brain import load_model
+    from insilico.experiments.perturbation_suite import run_suite
+    from rigs import Rig
+
+    if args.suite not in SUITES:
+        raise CLIError(f"unknown suite {args.suite!r}; expected one of {', '.join(SUITES)}")
+    name = args.model or "efficientnet_lite0"
+    try:
+        model = load_model(
+            name,
+            device=args.device or "cpu",
+            arrangement={"IT": args.arrangement} if args.arrangement else None,
+        )
+        table = run_suite(Rig(model), dose_scale=0.0 if args.null else 1.0, progress=not args.quiet)
+    except ValueError as err:
+        raise CLIError(str(err)) from None
+    tag = f"{name}-{model.region('IT').arrangement}" + ("-null" if args.null else "")
+    out = Path(args.out or f"runs/suite-{args.suite}-{tag}")
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "table.csv", index=False)
+    cols = ["benchmark", "verdict", "model_effect", "p", "in_vivo"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in table[cols].itertuples(index=False):
+        cells = [f"{v:.3g}" if isinstance(v, float) else str(v) for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    (out / "table.md").write_text("\n".join(lines) + "\n")
+    passed = int((table["verdict"] == "pass").sum())
+    print(f"{args.suite} suite on {tag}: {passed} of {len(table)} benchmarks predicted")
+    for row in table.itertuples():
+        print(f"  [{row.verdict:>4}] {row.benchmark}: {row.model_effect} (p = {row.p:.3g})")
+    print(f"table     {out / 'table.csv'}")
+
+
 def cmd_run(args: argparse.Namespace) -> None:
     from insilico.experiments import Experiment, library, load, resolve
+
+    if args.suite is not None:
+        return cmd_suite(args)
+    if args.arrangement is not None or args.null:
+        raise CLIError("--arrangement and --null go with --suite")
 
     if args.list:
         for name, path in library().items():
