@@ -22,7 +22,7 @@ from perturb.conditions import rates_through_maps
 from perturb.sheet import random_site
 from rigs.behavior import Decoder, fit_decoder
 from rigs.rig import Rig
-from stimuli import StimulusSet, blend, concat, faces, pink_noise
+from stimuli import StimulusSet, blend, concat, faces, natural, pink_noise
 
 #: significance level of every verdict (as in Brain-Score's qualitative metrics)
 ALPHA = 0.05
@@ -143,8 +143,6 @@ def noisy_objects(
 ) -> StimulusSet:
     """``n`` crops of each photograph in ``sources`` (one ``half``), blended with pink
     noise: ``signal`` of the crop, ``1 - signal`` of the noise (linear light)."""
-    from stimuli import concat, natural
-
     parts = [
         natural(n, size_deg, seed=seed + k, position_deg=position, sources=[s], half=half)
         for k, s in enumerate(sources)
