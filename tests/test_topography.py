@@ -128,3 +128,23 @@ def test_rates_through_maps_equal_a_perturbed_recording(tiny_rig):
         got = rates_through_maps(model, "IT", flat, p.unit_maps(model))
         assert torch.allclose(got, want, rtol=1e-4, atol=1e-3)
         assert not torch.allclose(got, model.rates("IT", flat), atol=1e-2)
+
+
+def test_topographic_model_is_lite0_plus_a_shipped_change(effnet):
+    topo = lab.load_model("efficientnet_lite0_topo")
+    assert "+delta-sha256:" in topo.weights_id
+    assert topo.region("IT").arrangement == "trained"
+    cells = topo.trained_cells["_blocks.14"]
+    assert cells.shape == (192, 2) and len({tuple(x) for x in cells}) == 192
+    base = dict(effnet.network.named_parameters())
+    changed = {
+        name.split(".")[1]
+        for name, p in topo.network.named_parameters()
+        if name.startswith("_blocks.") and not torch.allclose(p, base[name])
+    }
+    assert changed and {int(b) for b in changed} <= set(range(8, 15))
+    images = torch.rand(2, 3, 224, 224)
+    v4 = "_blocks.7"
+    assert torch.allclose(
+        topo.activations(images, [v4])[v4], effnet.activations(images, [v4])[v4], atol=1e-4
+    )
