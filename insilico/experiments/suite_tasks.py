@@ -197,6 +197,8 @@ def mantel(distance: np.ndarray, similarity: np.ndarray, n_perm: int = 2000, see
     """Pearson r between the upper triangles of two site x site matrices and its two-sided
     permutation p (site labels permuted: the pairs are not independent)."""
     iu = np.triu_indices(len(distance), 1)
+    if np.ptp(similarity[iu]) < 1e-12:  # no pattern to relate (e.g. no effect anywhere)
+        return float("nan"), 1.0
     r = np.corrcoef(distance[iu], similarity[iu])[0, 1]
     rng = np.random.default_rng(seed)
     hits = 0
