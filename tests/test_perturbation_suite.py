@@ -51,6 +51,7 @@ def test_null_suite_passes_only_the_no_change_benchmark(tmp_path, capsys):
         ("run --suite behaviour --model tiny", "unknown suite 'behaviour'; expected one of"),
         ("run --suite perturbation --model tiny --arrangement spiral", "must be one of"),
         ("run it_category --null", "--arrangement and --null go with --suite"),
+        ("run --suite perturbation --model tiny --seed -1", "--seed must be a non-negative"),
     ],
 )
 def test_bad_suite_input_is_one_line(argv, message, capsys, tmp_path, monkeypatch):
@@ -67,7 +68,7 @@ def test_suite_refuses_a_model_without_it(tmp_path, tiny_rig):
     spec = tmp_path / "v1only.toml"
     spec.write_text(
         'name = "v1only"\narchitecture = "tiny"\nweights = "builtin:gabor-v1+random(seed=0)"\n'
-        "input_size = 32\nnum_classes = 10\n[regions.V1]\nlayer = \"v1\"\n"
+        'input_size = 32\nnum_classes = 10\n[regions.V1]\nlayer = "v1"\n'
     )
     import insilico as lab
 

@@ -29,10 +29,19 @@ def cmd_suite(args: argparse.Namespace) -> None:
             device=args.device or "cpu",
             arrangement={"IT": args.arrangement} if args.arrangement else None,
         )
-        table = run_suite(Rig(model), dose_scale=0.0 if args.null else 1.0, progress=not args.quiet)
+        if args.seed is not None and args.seed < 0:
+            raise ValueError(f"--seed must be a non-negative integer, got {args.seed}")
+        table = run_suite(
+            Rig(model),
+            dose_scale=0.0 if args.null else 1.0,
+            seed=1 if args.seed is None else args.seed,
+            progress=not args.quiet,
+        )
     except ValueError as err:
         raise CLIError(str(err)) from None
     tag = f"{name}-{model.region('IT').arrangement}" + ("-null" if args.null else "")
+    if args.seed is not None:
+        tag += f"-seed{args.seed}"
     out = Path(args.out or f"runs/suite-{args.suite}-{tag}")
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "table.csv", index=False)
