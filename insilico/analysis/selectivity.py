@@ -38,6 +38,18 @@ def preferred_site(
     ``hemisphere``'s sheet (the site is for a perturbation on that hemisphere).
     """
     hemisphere = check_hemisphere(hemisphere)
+    is_pref = preference_mask(stimuli, labels, prefer)
+    if not radius_mm > 0:
+        raise ValueError(f"radius_mm must be > 0 mm, got {radius_mm!r}")
+    rates = rig.region_rates(stimuli, region).numpy().astype(np.float64)
+    dprime = unit_dprime(rates[is_pref], rates[~is_pref])
+    site, _ = best_site(rig.model.units(region), dprime, hemisphere, radius_mm)
+    return site
+
+
+def preference_mask(stimuli: Any, labels: Any, prefer: str) -> np.ndarray:
+    """Which stimuli are labelled ``prefer``; ``labels`` is a column of ``stimuli.meta`` or one
+    label per stimulus. One-line errors for a wrong count or a label that splits nothing."""
     labels = np.asarray(stimuli.meta[labels] if isinstance(labels, str) else labels).astype(str)
     if len(labels) != len(stimuli):
         raise ValueError(f"got {len(labels)} labels for {len(stimuli)} stimuli")
@@ -47,16 +59,18 @@ def preferred_site(
             f"prefer={prefer!r} must label some but not all stimuli; labels are "
             f"{', '.join(sorted(set(labels)))}"
         )
-    if not radius_mm > 0:
-        raise ValueError(f"radius_mm must be > 0 mm, got {radius_mm!r}")
-    rates = rig.region_rates(stimuli, region).numpy().astype(np.float64)
-    a, b = rates[is_pref], rates[~is_pref]
-    dprime = unit_dprime(a, b)
-    table = rig.model.units(region)
+    return is_pref
+
+
+def best_site(
+    table: Any, dprime: np.ndarray, hemisphere: str, radius_mm: float
+) -> tuple[tuple[float, float], float]:
+    """The searchlight: among (up to ~400 of) ``hemisphere``'s unit positions, the one where
+    the units' ``dprime`` averaged within ``radius_mm`` is highest; ((x, y) mm, that mean)."""
     mine = (table["hemisphere"] == hemisphere).to_numpy()
     xy = table[["tissue_x_mm", "tissue_y_mm"]].to_numpy(dtype=float)[mine]
-    dprime = dprime[mine]
+    dprime = np.asarray(dprime)[mine]
     grid = xy[:: max(1, len(xy) // 400)]
     score = [dprime[np.hypot(*(xy - g).T) < radius_mm].mean() for g in grid]
-    best = grid[int(np.nanargmax(score))]
-    return float(best[0]), float(best[1])
+    k = int(np.nanargmax(score))
+    return (float(grid[k][0]), float(grid[k][1])), float(score[k])

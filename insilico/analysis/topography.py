@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from insilico.analysis.selectivity import unit_dprime
+from insilico.analysis.selectivity import preference_mask, unit_dprime
 from perturb.sheet import check_hemisphere
 from rigs.rig import Rig
 
@@ -41,15 +41,7 @@ MAP_PIXEL_MM = 0.1
 def category_dprime(rig: Rig, region: str, stimuli: Any, labels: Any, prefer: str) -> np.ndarray:
     """Per unit of ``region``, d' of its expected rate (spikes/s) for the stimuli labelled
     ``prefer`` against the rest (``unit_dprime``)."""
-    labels = np.asarray(stimuli.meta[labels] if isinstance(labels, str) else labels).astype(str)
-    if len(labels) != len(stimuli):
-        raise ValueError(f"got {len(labels)} labels for {len(stimuli)} stimuli")
-    is_pref = labels == str(prefer)
-    if not is_pref.any() or is_pref.all():
-        raise ValueError(
-            f"prefer={prefer!r} must label some but not all stimuli; labels are "
-            f"{', '.join(sorted(set(labels)))}"
-        )
+    is_pref = preference_mask(stimuli, labels, prefer)
     rates = rig.region_rates(stimuli, region).numpy().astype(np.float64)
     return unit_dprime(rates[is_pref], rates[~is_pref])
 

@@ -22,6 +22,7 @@ import torch
 from scipy import stats
 from tqdm.auto import tqdm
 
+from insilico.analysis.selectivity import best_site
 from insilico.experiments.suite_tasks import (
     ALPHA,
     LATERAL_SIZE_DEG,
@@ -41,7 +42,6 @@ from insilico.experiments.suite_tasks import (
     task_dprime,
 )
 from perturb import Microstimulation, Muscimol, Optogenetic
-from perturb.conditions import rates_through_maps
 from rigs.behavior import fit_decoder
 from rigs.rig import Rig
 from stimuli import concat, faces
@@ -107,13 +107,18 @@ def afraz2015(s: SuiteRig, rng: np.random.Generator) -> list[dict]:
     truth_c, truth_i = contra.meta["category"], ipsi.meta["category"]
     base_c = p_correct(dec, s.rates(contra), truth_c)
     base_i = p_correct(dec, s.rates(ipsi), truth_i)
+
+    def change(stim, truth, base, perturbation) -> float:
+        """Mean change of P(correct) over the images of ``stim`` under ``perturbation``."""
+        return float((p_correct(dec, s.rates(stim, perturbation), truth) - base).mean())
+
     face_sites = s.sites(17, rng, "left", face=True)
     other_sites = s.sites(23, rng, "left", face=False)
     d_c, d_i, dps = [], [], []
     for at, hemi, dp in face_sites + other_sites:
         light = Optogenetic(s.region, at, s.dose(12.0), "suppress", hemisphere=hemi)
-        d_c.append((p_correct(dec, s.rates(contra, light), truth_c) - base_c).mean())
-        d_i.append((p_correct(dec, s.rates(ipsi, light), truth_i) - base_i).mean())
+        d_c.append(change(contra, truth_c, base_c, light))
+        d_i.append(change(ipsi, truth_i, base_i, light))
         dps.append(dp)
     nf = len(face_sites)
     note = (
@@ -153,19 +158,8 @@ def afraz2015(s: SuiteRig, rng: np.random.Generator) -> list[dict]:
     face6 = sorted(face_sites, key=lambda t: -t[2])[:6]
     deltas = {}
     for label, group in (("face", face6), ("other", other_sites[:6])):
-        deltas[label] = np.array(
-            [
-                (
-                    p_correct(
-                        dec,
-                        s.rates(contra, Muscimol(s.region, at, s.dose(1.0), hemisphere=h)),
-                        truth_c,
-                    )
-                    - base_c
-                ).mean()
-                for at, h, _ in group
-            ]
-        )
+        injections = [Muscimol(s.region, at, s.dose(1.0), hemisphere=h) for at, h, _ in group]
+        deltas[label] = np.array([change(contra, truth_c, base_c, inj) for inj in injections])
     fa, ot = deltas["face"], deltas["other"]
     ok = len(fa) >= 2 and len(ot) >= 2 and not np.allclose(np.r_[fa, ot], fa[0])
     p = float(stats.ttest_ind(fa, ot, equal_var=False).pvalue) if ok else 1.0
@@ -188,11 +182,6 @@ def moeller2017(s: SuiteRig, rng: np.random.Generator) -> list[dict]:
     second face is shown (assumed from the paper's design; its protocol figure was not
     checked here)."""
 
-    def rate(a: torch.Tensor, maps=None) -> torch.Tensor:
-        if maps is None:
-            return s.model.rates(s.region, a)
-        return rates_through_maps(s.model, s.region, a, maps)
-
     def similarity(r1: torch.Tensor, r2: torch.Tensor) -> torch.Tensor:
         """The observer's decision variable: correlation of the two population responses."""
         z1 = r1 - r1.mean(1, keepdim=True)
@@ -200,20 +189,16 @@ def moeller2017(s: SuiteRig, rng: np.random.Generator) -> list[dict]:
         return ((z1 * z2).sum(1) / (z1.norm(dim=1) * z2.norm(dim=1)).clamp(min=1e-9))[:, None]
 
     f1, f2, y = face_pairs(s, "train", 600, 0)
-    dec = fit_decoder(similarity(rate(f1), rate(f2)), y, s.region, s.model.name, folds=5)
+    dec = fit_decoder(
+        similarity(s.rates_of(f1), s.rates_of(f2)), y, s.region, s.model.name, folds=5
+    )
     t1, t2, ty = face_pairs(s, "test", 500, 1)
     # the face-patch centre: highest mean face d' within 1 mm, left hemisphere
-    t = s.table
-    mine = (t["hemisphere"] == "left").to_numpy()
-    xy = t[["tissue_x_mm", "tissue_y_mm"]].to_numpy()[mine]
-    dpl = s.dprime()[mine]
-    grid = xy[:: max(1, len(xy) // 400)]
-    purity = [dpl[np.hypot(*(xy - g).T) < 1.0].mean() for g in grid]
-    centre = tuple(float(v) for v in grid[int(np.argmax(purity))])
+    centre, purity = best_site(s.table, s.dprime(), "left", 1.0)
     stim = Microstimulation(s.region, centre, s.dose(300.0), 150.0, 200.0, hemisphere="left")
-    maps = s.maps(stim)
-    base = p_correct(dec, similarity(rate(t1), rate(t2)), ty)
-    pert = p_correct(dec, similarity(rate(t1), rate(t2, maps)), ty)
+    r1 = s.rates_of(t1)  # the first face is never stimulated
+    base = p_correct(dec, similarity(r1, s.rates_of(t2)), ty)
+    pert = p_correct(dec, similarity(r1, s.rates_of(t2, stim)), ty)
 
     out = {}
     for label in ("same", "diff"):
@@ -237,12 +222,12 @@ def moeller2017(s: SuiteRig, rng: np.random.Generator) -> list[dict]:
     drops = []
     for at, hemi, _ in s.sites(10, rng, "left"):
         ctrl = Microstimulation(s.region, at, s.dose(300.0), 150.0, 200.0, hemisphere=hemi)
-        p_ctrl = p_correct(dec, similarity(rate(t1), rate(t2, s.maps(ctrl))), ty)
+        p_ctrl = p_correct(dec, similarity(r1, s.rates_of(t2, ctrl)), ty)
         drops.append(base[same].mean() - p_ctrl[same].mean())
     drop = base[same].mean() - pert[same].mean()
     note = (
         f"intact {100 * (base > 0.5).mean():.0f} % correct; "
-        f"patch centre {centre[0]:.2f}, {centre[1]:.2f} mm, purity {max(purity):.2f}; 'same' "
+        f"patch centre {centre[0]:.2f}, {centre[1]:.2f} mm, purity {purity:.2f}; 'same' "
         f"drop {100 * drop:.1f} points vs {100 * np.median(drops):.1f} (median of 10 random "
         f"sites; larger than {sum(d < drop for d in drops)}/10)"
     )

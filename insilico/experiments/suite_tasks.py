@@ -69,10 +69,13 @@ class SuiteRig:
 
     def rates(self, stim: StimulusSet, perturbation: Perturbation | None = None) -> torch.Tensor:
         """Rates (stimuli, units) in spikes/s, under ``perturbation`` if given."""
-        a = self.acts(stim)
+        return self.rates_of(self.acts(stim), perturbation)
+
+    def rates_of(self, acts: torch.Tensor, perturbation: Perturbation | None = None):
+        """Rates (stimuli, units) in spikes/s from cached activations ``acts``."""
         if perturbation is None:
-            return self.model.rates(self.region, a)
-        return rates_through_maps(self.model, self.region, a, self.maps(perturbation))
+            return self.model.rates(self.region, acts)
+        return rates_through_maps(self.model, self.region, acts, self.maps(perturbation))
 
     def maps(self, perturbation: Perturbation) -> UnitMaps:
         return perturbation.unit_maps(self.model)
