@@ -46,12 +46,25 @@ def category_dprime(rig: Rig, region: str, stimuli: Any, labels: Any, prefer: st
     return unit_dprime(rates[is_pref], rates[~is_pref])
 
 
-def shuffled_places(table: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
-    """The null arrangement: ``table`` with whole channels moved to each other's places
-    (every unit of channel a takes the tissue position of the unit of channel pi(a) at the
-    same feature-map position), so only the channel -> place map changes."""
+def shuffled_places(table: pd.DataFrame, seed: int = 0, level: str = "channel") -> pd.DataFrame:
+    """The null arrangement: ``table`` with its units' tissue places permuted.
+
+    ``level="channel"``: whole channels moved to each other's places (every unit of channel
+    a takes the tissue position of the unit of channel pi(a) at the same feature-map
+    position), so only the channel -> place map changes and each channel stays a patch.
+    ``level="unit"``: every unit takes the place of a random unit of its own hemisphere, so
+    no topography is left at any scale."""
     rng = np.random.default_rng(seed)
     out = table.copy()
+    if level == "unit":
+        for hemi in table["hemisphere"].unique():
+            rows = np.flatnonzero(table["hemisphere"].to_numpy() == hemi)
+            src = rows[rng.permutation(len(rows))]
+            for col in ("tissue_x_mm", "tissue_y_mm"):
+                out.iloc[rows, out.columns.get_loc(col)] = table[col].to_numpy()[src]
+        return out
+    if level != "channel":
+        raise ValueError(f"level must be 'channel' or 'unit', got {level!r}")
     channels = np.sort(table["channel"].unique())
     perm = dict(zip(channels, rng.permutation(channels)))
     key = table.set_index(["channel", "row", "col"])[["tissue_x_mm", "tissue_y_mm"]]

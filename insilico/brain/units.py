@@ -334,3 +334,33 @@ def _build(
         arrangement=rc.arrangement,
         spatial_correlation=float(data["spatial_correlation"]),
     )
+
+
+def with_places(
+    model: BrainModel, region: str, table: pd.DataFrame, arrangement: str
+) -> BrainModel:
+    """A view of ``model`` (the same network, weights and activation caches) whose ``region``
+    units lie at ``table``'s tissue positions (mm), recorded as ``arrangement``: for null
+    arrangements such as places shuffled (``insilico.analysis.topography.shuffled_places``).
+    ``table`` must list the region's units in their order, on the same hemispheres."""
+    import copy
+    import dataclasses
+
+    ru = model.region_units(region)
+    same = (
+        len(table) == len(ru.table)
+        and (table["unit"].to_numpy() == ru.table["unit"].to_numpy()).all()
+    )
+    if not same or not (table["hemisphere"].to_numpy() == ru.table["hemisphere"].to_numpy()).all():
+        raise ValueError(
+            f"places for {region} must list its {len(ru.table)} units in order, each on its "
+            f"own hemisphere; got a table of {len(table)} rows that does not"
+        )
+    view = copy.copy(model)
+    view._units = {
+        **model._units,
+        region: dataclasses.replace(
+            ru, table=table, arrangement=arrangement, spatial_correlation=float("nan")
+        ),
+    }
+    return view

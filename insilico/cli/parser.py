@@ -167,6 +167,18 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--null", action="store_true", help="with --suite: every dose zero (the suite's null)"
     )
+    e.add_argument(
+        "--draws",
+        type=int,
+        default=None,
+        help="with --suite: draws of sites (default 10), each also run on the null sheets; "
+        "1 with no --nulls gives Brain-Score's one-draw rule without a null",
+    )
+    e.add_argument(
+        "--nulls",
+        default=None,
+        help="with --suite: null sheets, comma-separated: channels (default), units",
+    )
     e.add_argument("--out", default=None, help="output folder (default runs/NAME)")
     e.add_argument("--model", default=None, help="run on another model (e.g. tiny)")
     e.add_argument("--device", default=None, help="cpu or cuda (default: the file's, else cpu)")

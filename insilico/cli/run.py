@@ -12,31 +12,47 @@ from insilico.cli.values import CLIError
 SUITES = ("perturbation",)
 
 
+def _markdown(table, cols: list[str]) -> str:
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in table[cols].itertuples(index=False):
+        cells = [f"{v:.3g}" if isinstance(v, float) else str(v) for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def cmd_suite(args: argparse.Namespace) -> None:
-    """``insilico run --suite perturbation --model M``: one table, benchmark x verdict."""
+    """``insilico run --suite perturbation --model M``: one table, benchmark x verdict, over
+    ``--draws`` draws of sites against null sheets (``insilico.experiments.suite_verdicts``)."""
     from pathlib import Path
 
     from insilico.brain import load_model
     from insilico.experiments.perturbation_suite import run_suite
+    from insilico.experiments.suite_verdicts import run_draws, verdicts
     from rigs import Rig
 
     if args.suite not in SUITES:
         raise CLIError(f"unknown suite {args.suite!r}; expected one of {', '.join(SUITES)}")
     name = args.model or "efficientnet_lite0"
+    draws = 10 if args.draws is None else args.draws
+    nulls = tuple(args.nulls.split(",")) if args.nulls else (() if draws == 1 else ("channels",))
+    seed = 1 if args.seed is None else args.seed
     try:
+        if seed < 0:
+            raise ValueError(f"--seed must be a non-negative integer, got {seed}")
+        if draws < 1:
+            raise ValueError(f"--draws must be a positive whole number, got {draws}")
         model = load_model(
             name,
             device=args.device or "cpu",
             arrangement={"IT": args.arrangement} if args.arrangement else None,
         )
-        if args.seed is not None and args.seed < 0:
-            raise ValueError(f"--seed must be a non-negative integer, got {args.seed}")
-        table = run_suite(
-            Rig(model),
-            dose_scale=0.0 if args.null else 1.0,
-            seed=1 if args.seed is None else args.seed,
-            progress=not args.quiet,
-        )
+        dose = 0.0 if args.null else 1.0
+        if draws == 1 and not nulls:
+            long = None
+            table = run_suite(Rig(model), dose, seed, progress=not args.quiet)
+        else:
+            long = run_draws(Rig(model), draws, nulls, dose, None, not args.quiet, seed)
+            table = verdicts(long)
     except ValueError as err:
         raise CLIError(str(err)) from None
     tag = f"{name}-{model.region('IT').arrangement}" + ("-null" if args.null else "")
@@ -45,16 +61,33 @@ def cmd_suite(args: argparse.Namespace) -> None:
     out = Path(args.out or f"runs/suite-{args.suite}-{tag}")
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "table.csv", index=False)
-    cols = ["benchmark", "verdict", "model_effect", "p", "in_vivo"]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for row in table[cols].itertuples(index=False):
-        cells = [f"{v:.3g}" if isinstance(v, float) else str(v) for v in row]
-        lines.append("| " + " | ".join(cells) + " |")
-    (out / "table.md").write_text("\n".join(lines) + "\n")
-    passed = int((table["verdict"] == "pass").sum())
-    print(f"{args.suite} suite on {tag}: {passed} of {len(table)} benchmarks predicted")
-    for row in table.itertuples():
-        print(f"  [{row.verdict:>4}] {row.benchmark}: {row.model_effect} (p = {row.p:.3g})")
+    if long is None:
+        (out / "table.md").write_text(
+            _markdown(table, ["benchmark", "verdict", "model_effect", "p", "in_vivo"])
+        )
+        passed = int((table["verdict"] == "pass").sum())
+        print(
+            f"{args.suite} suite on {tag}: {passed} of {len(table)} benchmarks pass on one "
+            "draw of sites (Brain-Score's rule; no null sheet: use --draws for verdicts)"
+        )
+        for row in table.itertuples():
+            print(f"  [{row.verdict:>4}] {row.benchmark}: {row.model_effect} (p = {row.p:.3g})")
+    else:
+        long.to_csv(out / "draws.csv", index=False)
+        (out / "table.md").write_text(_markdown(table, list(table.columns)))
+        counts = table["verdict"].value_counts()
+        print(
+            f"{args.suite} suite on {tag}: {counts.get('predicted', 0)} of {len(table)} "
+            f"benchmarks predicted over {draws} draws of sites beyond the {nulls[0]}-shuffled "
+            f"null; {counts.get('not beyond null', 0)} pass only as often as the null"
+        )
+        null_cols = [c for c in table.columns if c.startswith("null: ")]
+        for _, row in table.iterrows():
+            beside = ", ".join(f"{c.split()[1]}-shuffled null {row[c]}" for c in null_cols)
+            print(
+                f"  [{row['verdict']:>15}] {row['benchmark']}: model {row['model passes']}"
+                + (f", {beside}" if beside else "")
+            )
     print(f"table     {out / 'table.csv'}")
 
 

@@ -167,7 +167,9 @@ def afraz2015(s: SuiteRig, rng: np.random.Generator) -> list[dict]:
         _row(
             "Afraz2015.muscimol-delta_accuracy_significant",
             p < ALPHA and fa.mean() < 0 if len(fa) else False,
-            f"face {100 * fa.mean():+.2f}, other {100 * ot.mean():+.2f} points",
+            f"face {100 * fa.mean():+.2f}, other {100 * ot.mean():+.2f} points"
+            if len(fa) and len(ot)
+            else "too few face-selective or other sites",
             p,
             len(fa) + len(ot),
             note,
@@ -188,11 +190,12 @@ def moeller2017(s: SuiteRig, rng: np.random.Generator) -> list[dict]:
         z2 = r2 - r2.mean(1, keepdim=True)
         return ((z1 * z2).sum(1) / (z1.norm(dim=1) * z2.norm(dim=1)).clamp(min=1e-9))[:, None]
 
-    f1, f2, y = face_pairs(s, "train", 600, 0)
-    dec = fit_decoder(
-        similarity(s.rates_of(f1), s.rates_of(f2)), y, s.region, s.model.name, folds=5
-    )
-    t1, t2, ty = face_pairs(s, "test", 500, 1)
+    def observer():
+        f1, f2, y = face_pairs(s, "train", 600, 0)
+        feats = similarity(s.rates_of(f1), s.rates_of(f2))
+        return fit_decoder(feats, y, s.region, s.model.name, folds=5), face_pairs(s, "test", 500, 1)
+
+    dec, (t1, t2, ty) = s.memo("moeller2017", observer)
     # the face-patch centre: highest mean face d' within 1 mm, left hemisphere
     centre, purity = best_site(s.table, s.dprime(), "left", 1.0)
     stim = Microstimulation(s.region, centre, s.dose(300.0), 150.0, 200.0, hemisphere="left")
@@ -248,25 +251,6 @@ def rajalingham2019(s: SuiteRig, rng: np.random.Generator) -> list[dict]:
         return noisy_objects(OBJECTS, 24, LATERAL_SIZE_DEG, (x, 0.0), signal, half, seed)
 
     labels_of = np.repeat(OBJECTS, 24)
-    signals = (0.15, 0.25, 0.35, 0.5, 0.7)
-    train = concat(
-        [
-            objs(x, "left", sg, 60 + 7 * k)
-            for k, (x, sg) in enumerate(
-                (x, sg) for x in (LATERAL_X_DEG, -LATERAL_X_DEG) for sg in signals
-            )
-        ]
-    )
-    dec = decoder(s, train, np.tile(labels_of, 2 * len(signals)))
-    accs = {
-        sg: p_correct(dec, s.rates(objs(LATERAL_X_DEG, "left", sg, 90)), labels_of).mean()
-        for sg in signals
-    }
-    signal = min(signals, key=lambda v: abs(accs[v] - TARGET_ACCURACY))
-    test = {
-        side: objs(x, "right", signal, 95)
-        for side, x in (("right", LATERAL_X_DEG), ("left", -LATERAL_X_DEG))
-    }
     tasks = list(combinations(range(len(OBJECTS)), 2))
 
     def task_dprimes(probs: np.ndarray) -> np.ndarray:
@@ -277,8 +261,32 @@ def rajalingham2019(s: SuiteRig, rng: np.random.Generator) -> list[dict]:
             out.append(task_dprime(pa[:, 0] / (pa.sum(1) + 1e-12), pb[:, 0] / (pb.sum(1) + 1e-12)))
         return np.array(out)
 
-    cls = [list(dec.classes).index(o) for o in OBJECTS]
-    base = {k: task_dprimes(dec.probabilities(s.rates(v)).numpy()[:, cls]) for k, v in test.items()}
+    def calibrated():
+        """Decoder, signal level, test sets and intact task d's (fitted once)."""
+        signals = (0.15, 0.25, 0.35, 0.5, 0.7)
+        train = concat(
+            [
+                objs(x, "left", sg, 60 + 7 * k)
+                for k, (x, sg) in enumerate(
+                    (x, sg) for x in (LATERAL_X_DEG, -LATERAL_X_DEG) for sg in signals
+                )
+            ]
+        )
+        dec = decoder(s, train, np.tile(labels_of, 2 * len(signals)))
+        accs = {
+            sg: p_correct(dec, s.rates(objs(LATERAL_X_DEG, "left", sg, 90)), labels_of).mean()
+            for sg in signals
+        }
+        signal = min(signals, key=lambda v: abs(accs[v] - TARGET_ACCURACY))
+        test = {
+            side: objs(x, "right", signal, 95)
+            for side, x in (("right", LATERAL_X_DEG), ("left", -LATERAL_X_DEG))
+        }
+        cls = [list(dec.classes).index(o) for o in OBJECTS]
+        probs = {k: dec.probabilities(s.rates(v)).numpy()[:, cls] for k, v in test.items()}
+        return dec, cls, signal, accs[signal], test, {k: task_dprimes(v) for k, v in probs.items()}
+
+    dec, cls, signal, acc, test, base = s.memo("rajalingham2019", calibrated)
     sites = s.sites(20, rng, "left") + s.sites(20, rng, "right")
     contra, ipsi, hemis, xy = [], [], [], []
     for at, hemi, _ in sites:
@@ -305,7 +313,7 @@ def rajalingham2019(s: SuiteRig, rng: np.random.Generator) -> list[dict]:
         rs.append(r)
         ps.append(p)
     r_sp, p_sp = float(np.mean(rs)), float(min(1.0, 2 * min(ps)))  # Bonferroni over sheets
-    note = f"objects at signal {signal} (intact accuracy {accs[signal]:.3f}); {len(sites)} sites"
+    note = f"objects at signal {signal} (intact accuracy {acc:.3f}); {len(sites)} sites"
     return [
         _row(
             "Rajalingham2019-global_deficits_significant",
@@ -342,16 +350,9 @@ BENCHMARKS = {
 }
 
 
-def run_suite(
-    rig: Rig,
-    dose_scale: float = 1.0,
-    seed: int = 1,
-    progress: bool = True,
-    only: list[str] | None = None,
-) -> pd.DataFrame:
-    """Run the nine benchmarks (``only``: a subset of papers, keys of ``BENCHMARKS``) on
-    ``rig``'s model; one row per benchmark with the verdict, the model's effect, its p, the
-    in-vivo value beside it and the seconds the paper's benchmarks took."""
+def suite_rig(rig: Rig, dose_scale: float = 1.0, only: list[str] | None = None) -> SuiteRig:
+    """The suite's view of ``rig`` (IT activations cached), after checking ``only`` names
+    papers of ``BENCHMARKS`` and the model has an IT sheet (one-line errors)."""
     unknown = sorted(set(only or ()) - set(BENCHMARKS))
     if unknown:
         raise ValueError(
@@ -359,7 +360,14 @@ def run_suite(
         )
     if "IT" not in rig.model.regions:
         raise ValueError(f"model {rig.model.name!r} has no IT sheet; the suite perturbs IT")
-    s = SuiteRig(rig, "IT", dose_scale)
+    return SuiteRig(rig, "IT", dose_scale)
+
+
+def suite_table(
+    s: SuiteRig, seed: int = 1, only: list[str] | None = None, progress: bool = False
+) -> pd.DataFrame:
+    """One draw of sites (``seed``) of the benchmarks on ``s``: one row per benchmark with the
+    verdict, the model's effect, its p, the in-vivo value beside it and the seconds taken."""
     refs = {r["name"]: r for r in references()}
     rows = []
     for name in tqdm(only or list(BENCHMARKS), desc="perturbation suite", disable=not progress):
@@ -369,8 +377,21 @@ def run_suite(
             row["seconds"] = (time.perf_counter() - t0) / len(got)
         rows += got
     table = pd.DataFrame(rows)
-    table.insert(0, "model", rig.model.name)
-    table.insert(1, "arrangement", rig.model.region("IT").arrangement)
+    table.insert(0, "model", s.model.name)
+    table.insert(1, "arrangement", s.model.region_units(s.region).arrangement)
     table["in_vivo"] = [refs[b]["in_vivo"] for b in table["benchmark"]]
     table["prediction"] = [refs[b]["prediction"] for b in table["benchmark"]]
     return table
+
+
+def run_suite(
+    rig: Rig,
+    dose_scale: float = 1.0,
+    seed: int = 1,
+    progress: bool = True,
+    only: list[str] | None = None,
+) -> pd.DataFrame:
+    """Run the nine benchmarks (``only``: a subset of papers, keys of ``BENCHMARKS``) on
+    ``rig``'s model for one draw of sites; see :func:`suite_table`. For verdicts over several
+    draws against a null sheet use ``insilico.experiments.suite_verdicts.run_draws``."""
+    return suite_table(suite_rig(rig, dose_scale, only), seed, only, progress)

@@ -17,6 +17,7 @@ import torch
 from scipy import stats
 
 from insilico.analysis.selectivity import unit_dprime
+from insilico.brain.units import with_places
 from perturb.base import Perturbation, UnitMaps
 from perturb.conditions import rates_through_maps
 from perturb.sheet import random_site
@@ -52,7 +53,26 @@ class SuiteRig:
         self.layer = self.model.region(region).layer
         self.table = self.model.units(region)
         self._acts: dict[str, torch.Tensor] = {}
+        self._memo: dict[str, Any] = {}
         self._dprime: np.ndarray | None = None
+
+    def with_places(self, table: Any, arrangement: str) -> SuiteRig:
+        """The same rig with the region's units at ``table``'s places (a null sheet): it
+        shares the cached activations, unit d' and intact-rate decoders, which do not depend
+        on where units lie."""
+        self.dprime()  # computed once, on the intact rates, for both
+        view = SuiteRig.__new__(SuiteRig)
+        view.__dict__.update(self.__dict__)
+        view.model = with_places(self.model, self.region, table, arrangement)
+        view.table = view.model.units(self.region)
+        return view
+
+    def memo(self, key: str, compute: Any) -> Any:
+        """``compute()`` once per key (decoders and task calibrations fitted on intact rates,
+        shared by every draw of sites and by null sheets)."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
 
     def acts(self, stim: StimulusSet) -> torch.Tensor:
         """Unperturbed activations (stimuli, units) of the region, computed once per set."""
@@ -122,10 +142,15 @@ class SuiteRig:
 
 
 def decoder(suite: SuiteRig, stim: StimulusSet, labels: Any) -> Decoder:
-    """A logistic decoder of ``labels`` from the intact region's rates (5-fold CV)."""
-    return fit_decoder(
-        suite.rates(stim), np.asarray(labels), suite.region, suite.model.name, folds=5
-    )
+    """A logistic decoder of ``labels`` from the intact region's rates (5-fold CV), fitted
+    once per stimulus set and labels."""
+    labels = np.asarray(labels)
+    key = hashlib.sha1(("|".join(stim.ids) + "#" + "|".join(map(str, labels))).encode())
+
+    def fit() -> Decoder:
+        return fit_decoder(suite.rates(stim), labels, suite.region, suite.model.name, folds=5)
+
+    return suite.memo("decoder:" + key.hexdigest(), fit)
 
 
 def p_correct(dec: Decoder, rates: torch.Tensor, labels: Any) -> np.ndarray:
@@ -214,7 +239,11 @@ def mantel(distance: np.ndarray, similarity: np.ndarray, n_perm: int = 2000, see
 
 def detection_task(s: SuiteRig):
     """Decoder and (contra, ipsi) test sets of face detection in noise at the level where the
-    intact accuracy on calibration images (train half) is nearest TARGET_ACCURACY."""
+    intact accuracy on calibration images (train half) is nearest TARGET_ACCURACY (once)."""
+    return s.memo("detection_task", lambda: _detection_task(s))
+
+
+def _detection_task(s: SuiteRig):
 
     def at(x: float, half: str, levels, seed: int):
         return faces(half, LATERAL_SIZE_DEG, list(levels), position_deg=(x, 0.0), seed=seed)
