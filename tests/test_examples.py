@@ -16,6 +16,11 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
         ("muscimol_tasks.py", ["--model", "tiny", "--controls", "2"], "Spearman rho"),
         ("scripted_experiment.py", ["--model", "tiny", "--out", "sx"], "sf 4 cpd  surround"),
         ("topographic_models.py", ["--model", "tiny"], "face-d' r(1-3 mm)"),
+        (
+            "perturbation_suite.py",
+            ["--model", "tiny", "--draws", "2", "--only", "Afraz2006"],
+            "predicted beyond the null: ",
+        ),
     ],
 )
 def test_example_runs(script, args, expect, tmp_path):
