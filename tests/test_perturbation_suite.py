@@ -147,3 +147,11 @@ def test_draws_run_the_model_and_its_null_at_the_same_seeds(tiny_rig):
     assert table.loc[0, "verdict"] in {"predicted", "not beyond null", "fail"}
     with pytest.raises(ValueError, match="unknown null 'rows'"):
         run_draws(tiny_rig, draws=1, nulls=("rows",))
+
+
+def test_a_unit_level_sheet_is_compared_with_units_shuffled():
+    import insilico as lab
+
+    rig = lab.Rig(lab.load_model("tiny", arrangement={"IT": "unit-swap"}))
+    long = run_draws(rig, draws=1, only=["Moeller2017"], progress=False)
+    assert list(dict.fromkeys(long["sheet"])) == ["model", "null: units shuffled"]

@@ -15,6 +15,7 @@ from insilico.brain.topography import (
     grid_size,
     spatial_correlation,
     swap_arrangement,
+    swap_units,
 )
 
 
@@ -66,6 +67,36 @@ def test_swap_gain_matches_the_objective_and_beats_the_start():
         assert (a * w[np.ix_(s, s)]).sum() <= base + 1e-9
 
 
+def test_unit_swaps_raise_the_objective_from_a_shuffled_start():
+    acts, _ = _smooth_responses(36, seed=2)  # 36 "units" with a hidden 6 x 6 layout
+    r = channel_correlations(acts).numpy()
+    start = np.random.default_rng(0).permutation(36)
+    slot, info = swap_units(r, start, 6, cell_mm=1.0, radius_mm=3.0, batches=400)
+    assert sorted(slot) == list(range(36))  # every unit its own cell
+    assert info["swaps"] > 0 and info["objective_after"] > info["objective_before"]
+    cells = np.c_[slot // 6, slot % 6]
+    got = float(spatial_correlation(torch.as_tensor(r), torch.as_tensor(cell_distances(cells, 1))))
+    began = np.c_[start // 6, start % 6]
+    was = float(spatial_correlation(torch.as_tensor(r), torch.as_tensor(cell_distances(began, 1))))
+    assert got > was + 0.2
+    with pytest.raises(ValueError, match="its own cell"):
+        swap_units(r, np.zeros(36, dtype=int), 6, 1.0)
+
+
+def test_unit_swap_places_it_units_one_by_one():
+    model = lab.load_model("tiny", arrangement={"IT": "unit-swap"})
+    ru = model.region_units("IT")
+    t = ru.table
+    assert ru.arrangement == "unit-swap" and ru.spatial_correlation > 0.1
+    for hemi in ("left", "right"):
+        xy = t.loc[t["hemisphere"] == hemi, ["tissue_x_mm", "tissue_y_mm"]].round(6)
+        assert len(xy.drop_duplicates()) == len(xy)  # one place per unit
+    # a channel's units are no longer one patch: they spread over the sheet
+    spread = t.groupby("channel")["tissue_x_mm"].agg(np.ptp).median()
+    patch = lab.load_model("tiny").units("IT").groupby("channel")["tissue_x_mm"].agg(np.ptp)
+    assert spread > 2 * patch.median()
+
+
 def test_arrangements_on_the_tiny_model(tiny):
     layer = tiny.region("IT").layer
     from insilico.brain.units import calibration_images
@@ -99,7 +130,8 @@ def test_load_model_with_an_arrangement(tiny):
 @pytest.mark.parametrize(
     ("arrangement", "message"),
     [
-        ("spiral", "for V1 must be one of similarity, swap, trained, random, got 'spiral'"),
+        ("spiral", "for V1 must be one of similarity, swap, trained, random, unit-swap, got"),
+        ("unit-swap", "V1: arrangement 'unit-swap' places the units of a non-retinotopic"),
         ({"V9": "swap"}, "has no region 'V9'"),
         ("trained", "no trained arrangement for V1"),
     ],

@@ -18,8 +18,12 @@ from typing import Any
 
 REGIONS = ("V1", "V2", "V4", "IT")
 #: how a region's channels may be placed on its sheet (``insilico.brain.layout.arrange``)
-ARRANGEMENTS = ("similarity", "swap", "trained", "random")
+ARRANGEMENTS = ("similarity", "swap", "trained", "random", "unit-swap")
 _DIR = "commitments"
+UNIT_ONLY = (
+    "arrangement 'unit-swap' places the units of a non-retinotopic sheet (IT) one by one; "
+    "this region is retinotopic"
+)
 
 
 @dataclass(frozen=True)
@@ -137,6 +141,8 @@ def _check_region(spec: dict[str, Any], name: str, where: str) -> None:
             f"commitment {where}: {at}: arrangement must be one of {', '.join(ARRANGEMENTS)}, "
             f"got {spec['arrangement']!r}"
         )
+    if spec.get("arrangement") == "unit-swap" and spec.get("retinotopic", True):
+        raise ValueError(f"commitment {where}: {at}: {UNIT_ONLY}")
     for key in ("magnification_mm", "magnification_e2_deg", "sheet_size_mm", "max_hz"):
         if key in spec:
             _number(spec[key], f"{at}: {key}", where)
@@ -232,6 +238,8 @@ def with_arrangement(c: Commitment, arrangement: str | dict[str, str]) -> Commit
             raise ValueError(
                 f"arrangement for {region} must be one of {', '.join(ARRANGEMENTS)}, got {name!r}"
             )
+        if name == "unit-swap" and rc.retinotopic:
+            raise ValueError(f"{region}: {UNIT_ONLY}")
         regions[region] = replace(rc, arrangement=name)
     return replace(c, regions=regions)
 

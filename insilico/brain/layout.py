@@ -21,10 +21,17 @@ from insilico.brain.topography import (
     grid_size,
     spatial_correlation,
     swap_arrangement,
+    swap_units,
 )
 
 #: random starting arrangements tried by the swap optimisation besides the similarity grid
 SWAP_STARTS = 8
+#: natural images whose responses place IT's units one by one (arrangement "unit-swap") and
+#: the most batches of local swap proposals (one per unit below that; Lite0's IT: ~2.5 min
+#: per hemisphere on one core)
+UNIT_SWAP_IMAGES, UNIT_SWAP_BATCHES = 256, 4000
+#: how far (mm) a unit may move in one swap of the unit arrangement
+UNIT_SWAP_RADIUS_MM = 1.0
 
 
 def similarity_grid(profiles: np.ndarray) -> np.ndarray:
@@ -98,10 +105,18 @@ def sheet_layout(
     """
     c, h, w = shape
     g = math.ceil(math.sqrt(c))
+    left_col = pos_x_deg.mean(axis=0) >= 0  # feature-map columns in the right visual field
+    hemi = unit_hemispheres(pos_x_deg, shape).reshape(c, h, w)
+    if len(cells) == c * h * w and not rc.retinotopic:  # "unit-swap": every unit its cell
+        tx, ty = np.zeros(c * h * w), np.zeros(c * h * w)
+        for side in ("left", "right"):
+            mine = hemi.ravel() == side
+            gs = grid_size(int(mine.sum()))
+            tx[mine] = (cells[mine, 1] + 0.5) * rc.sheet_size_mm / gs
+            ty[mine] = (gs - 1 - cells[mine, 0] + 0.5) * rc.sheet_size_mm / gs
+        return tx - tx.min(), ty - ty.min(), hemi.ravel()
     cell_frac_y = (cells[:, 0] + 0.5) / g - 0.5  # channel offset inside its cell, in cells
     cell_frac_x = (cells[:, 1] + 0.5) / g - 0.5
-    left_col = pos_x_deg.mean(axis=0) >= 0  # feature-map columns in the right visual field
-    hemi = np.where(np.broadcast_to(left_col[None, None, :], (c, h, w)), "left", "right")
     if rc.retinotopic:
         k, a = rc.magnification_mm, rc.magnification_e2_deg
         px, py, mag = complex_log_map(pos_x_deg, pos_y_deg, k, a)
@@ -121,6 +136,55 @@ def sheet_layout(
         ty = (g - 1 - cells[:, 0, None, None] + sub_y[None, :, None]) * cell + np.zeros((1, 1, w))
     tx, ty = tx.ravel(), ty.ravel()
     return tx - tx.min(), ty - ty.min(), hemi.ravel()
+
+
+def unit_hemispheres(pos_x_deg: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """Hemisphere ("left" / "right") of every unit, flat order: the one representing its
+    feature-map column's visual hemifield (mean RF x >= 0 deg -> "left")."""
+    c, h, w = shape
+    left_col = pos_x_deg.mean(axis=0) >= 0
+    return np.where(np.broadcast_to(left_col[None, None, :], (c, h, w)), "left", "right").ravel()
+
+
+def arrange_units(
+    acts: torch.Tensor, hemispheres: np.ndarray, sheet_mm: float, progress: bool = True
+) -> tuple[np.ndarray, dict[str, float]]:
+    """Cells (units, 2) — (row, col) on each hemisphere's ceil(sqrt(n))^2 grid over
+    ``sheet_mm`` — that place a non-retinotopic region's units one by one (``"unit-swap"``):
+    the :func:`similarity_grid` of the units' responses (``acts``: images x C x H x W),
+    improved by :func:`insilico.brain.topography.swap_units`. The summary's
+    ``spatial_correlation`` is the objective's Pearson r over 10^6 random unit pairs per
+    hemisphere, averaged."""
+    from tqdm.auto import tqdm
+
+    flat = acts.reshape(len(acts), -1).double().numpy()
+    cells = np.zeros((flat.shape[1], 2), dtype=np.int64)
+    rng = np.random.default_rng(0)
+    scores = []
+    total = sum(min(UNIT_SWAP_BATCHES, int((hemispheres == h).sum())) for h in ("left", "right"))
+    with tqdm(total=total, desc="placing IT units", disable=not progress) as bar:
+        for side in ("left", "right"):
+            units = np.flatnonzero(hemispheres == side)
+            z = flat[:, units] - flat[:, units].mean(axis=0)
+            z /= np.linalg.norm(z, axis=0) + 1e-8
+            r = (z.T @ z).astype(np.float32)
+            g = grid_size(len(units))
+            start = similarity_grid(flat[:, units].T)
+            slot, _ = swap_units(
+                r,
+                start[:, 0] * g + start[:, 1],
+                g,
+                sheet_mm / g,
+                UNIT_SWAP_RADIUS_MM,
+                min(UNIT_SWAP_BATCHES, len(units)),
+                progress=bar.update,
+            )
+            cells[units] = np.c_[slot // g, slot % g]
+            i, j = rng.integers(0, len(units), (2, 1_000_000))
+            d = np.hypot(*((cells[units][i] - cells[units][j]) * sheet_mm / g).T)
+            keep = i != j
+            scores.append(np.corrcoef(r[i[keep], j[keep]], 1 / (d[keep] + 1))[0, 1])
+    return cells, {"spatial_correlation": float(np.mean(scores))}
 
 
 def arrangement_cell_mm(rc: RegionCommitment, channels: int) -> float:

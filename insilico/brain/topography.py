@@ -16,11 +16,15 @@ grid or the hypercolumn grid of a retinotopic region, see
   map, repeatedly swap the pair of cells (channels or empty cells) that most raises the
   objective over the whole grid, until no swap helps (steepest-ascent 2-opt on the quadratic
   assignment ``sum_ij r_ij w_cell(i)cell(j)``).
+* :func:`swap_units` — the same objective for thousands of *units* (arrangement
+  ``"unit-swap"``): local pair swaps proposed in batches, as topographic networks place units
+  one by one (Margalit et al. 2024 pre-optimise positions by local swaps).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -144,3 +148,71 @@ def swap_arrangement(
         "covariance_after": objective(slot),
     }
     return cells.astype(np.int64), summary
+
+
+def swap_units(
+    r: np.ndarray,
+    start: np.ndarray,
+    grid: int,
+    cell_mm: float,
+    radius_mm: float = 1.0,
+    batches: int = 4000,
+    seed: int = 0,
+    progress: Any = None,
+) -> tuple[np.ndarray, dict[str, float]]:
+    """Post-hoc places of n units: cell indices (row-major on a ``grid`` x ``grid`` grid of
+    ``cell_mm`` cells) that raise ``sum_{i != j} (r_ij - mean r) / (d_ij + 1)``.
+
+    ``r``: (n, n) response correlations; ``start``: each unit's starting cell (distinct).
+    Each batch proposes up to 512 swaps of a unit with the unit of a random cell within
+    ``radius_mm`` (pairs sharing a unit dropped) and keeps those whose gain, computed against
+    the places at the start of the batch, is positive. ``progress``: a callable told after
+    each batch. Returns the cells and a summary (objective before / after, swaps kept)."""
+    n = r.shape[0]
+    if len(set(start.tolist())) != n or start.max() >= grid * grid:
+        raise ValueError("start must give every unit its own cell of the grid")
+    a = (r - np.eye(n, dtype=r.dtype)).astype(np.float32)
+    a -= a.sum() / max(n * n - n, 1)
+    np.fill_diagonal(a, 0.0)
+    cells = np.arange(grid * grid)
+    xy = np.c_[cells // grid, cells % grid].astype(np.float32) * cell_mm
+    w = 1.0 / (np.hypot(xy[:, None, 0] - xy[None, :, 0], xy[:, None, 1] - xy[None, :, 1]) + 1.0)
+    w = w.astype(np.float32)
+    np.fill_diagonal(w, 0.0)
+    slot = np.asarray(start, dtype=np.int64).copy()  # slot[unit] = cell
+    owner = -np.ones(grid * grid, dtype=np.int64)
+    owner[slot] = np.arange(n)
+    rng = np.random.default_rng(seed)
+    batch = max(1, min(512, n // 2))
+    rad = max(1, round(radius_mm / cell_mm))
+
+    def objective() -> float:
+        return float((a * w[np.ix_(slot, slot)]).sum())
+
+    before, kept = objective(), 0
+    for _ in range(batches):
+        p = rng.choice(n, batch, replace=False)
+        ty = np.clip(slot[p] // grid + rng.integers(-rad, rad + 1, batch), 0, grid - 1)
+        tx = np.clip(slot[p] % grid + rng.integers(-rad, rad + 1, batch), 0, grid - 1)
+        q = owner[ty * grid + tx]
+        ok = (q >= 0) & (q != p)
+        p, q = p[ok], q[ok]
+        seen: set[int] = set()
+        keep = []
+        for k in range(len(p)):  # pairs that share no unit
+            if int(p[k]) not in seen and int(q[k]) not in seen:
+                seen.update((int(p[k]), int(q[k])))
+                keep.append(k)
+        p, q = p[keep], q[keep]
+        da = a[p] - a[q]
+        dw = w[slot[q]][:, slot] - w[slot[p]][:, slot]
+        i = np.arange(len(p))
+        gain = (da * dw).sum(1) - da[i, p] * dw[i, p] - da[i, q] * dw[i, q]
+        for pp, qq in zip(p[gain > 0], q[gain > 0]):
+            cp, cq = slot[pp], slot[qq]
+            slot[pp], slot[qq] = cq, cp
+            owner[cq], owner[cp] = pp, qq
+        kept += int((gain > 0).sum())
+        if progress is not None:
+            progress()
+    return slot, {"objective_before": before, "objective_after": objective(), "swaps": kept}

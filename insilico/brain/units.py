@@ -37,7 +37,14 @@ import torch
 from tqdm.auto import tqdm
 
 from insilico.brain.commitments import RegionCommitment
-from insilico.brain.layout import arrange, arrangement_cell_mm, sheet_layout
+from insilico.brain.layout import (
+    UNIT_SWAP_IMAGES,
+    arrange,
+    arrange_units,
+    arrangement_cell_mm,
+    sheet_layout,
+    unit_hemispheres,
+)
 from recordings.format import as_string_array
 from stimuli import natural
 from stimuli.photographs import NATURAL_VERSION
@@ -221,8 +228,19 @@ def _measure(model: BrainModel, region: str, progress: bool) -> dict[str, np.nda
     rc = model.region(region)
     cx, cy, sigma, method = probe_receptive_fields(model, rc.layer, progress)
     scale, acts = calibrate(model, rc.layer)
-    cell_mm = arrangement_cell_mm(rc, acts.shape[1])
-    cells, info = arrange(rc.arrangement, acts, cell_mm, model.trained_cells.get(rc.layer))
+    if rc.arrangement == "unit-swap":
+        shape = model.layer_shape(rc.layer)
+        rf_x, _ = _rf_grid(model, shape, cx, cy)
+        images = calibration_images(model, UNIT_SWAP_IMAGES)
+        more = [
+            model.activations(images[k : k + 32], [rc.layer])[rc.layer].float().cpu()
+            for k in range(0, len(images), 32)
+        ]
+        hemi = unit_hemispheres(rf_x.mean(axis=0), shape)
+        cells, info = arrange_units(torch.cat(more), hemi, rc.sheet_size_mm, progress)
+    else:
+        cell_mm = arrangement_cell_mm(rc, acts.shape[1])
+        cells, info = arrange(rc.arrangement, acts, cell_mm, model.trained_cells.get(rc.layer))
     return {
         "rf_cx_px": cx,
         "rf_cy_px": cy,
@@ -253,7 +271,7 @@ def _valid_cache(data: dict, shape: tuple[int, int, int]) -> bool:
     per_channel = [data[k] for k in ("rf_cx_px", "rf_cy_px", "rf_sigma_px")]
     return (
         all(a.shape == (c,) and np.isfinite(a).all() for a in per_channel)
-        and data["cells"].shape == (c, 2)
+        and data["cells"].shape in ((c, 2), (c * shape[1] * shape[2], 2))
         and np.isfinite(data["rate_scale"]).all()
     )
 
@@ -288,22 +306,29 @@ def measure_region(model: BrainModel, region: str, progress: bool = True) -> Reg
     return _build(model, region, rc, shape, data)
 
 
-def _build(
-    model: BrainModel, region: str, rc: RegionCommitment, shape: tuple[int, int, int], data: dict
-) -> RegionUnits:
+def _rf_grid(
+    model: BrainModel, shape: tuple[int, int, int], cx_px: np.ndarray, cy_px: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """RF centres (x, y) in deg of every unit (C, H, W): each channel's measurement at the
+    central position (``cx_px``, ``cy_px``, input pixels) translated by the layer's stride."""
     c, h, w = shape
     size = model.input_size
     ppd = size / model.visual_degrees
     stride_px = size / w
-    r0, c0 = h // 2, w // 2
-    # RF centres in input pixels: channel measurement at (r0, c0) translated by the stride
-    cx = data["rf_cx_px"][:, None, None] + (np.arange(w)[None, None, :] - c0) * stride_px
-    cy = data["rf_cy_px"][:, None, None] + (np.arange(h)[None, :, None] - r0) * stride_px
-    cx = np.broadcast_to(cx, (c, h, w))
-    cy = np.broadcast_to(cy, (c, h, w))
+    cx = cx_px[:, None, None] + (np.arange(w)[None, None, :] - w // 2) * stride_px
+    cy = cy_px[:, None, None] + (np.arange(h)[None, :, None] - h // 2) * stride_px
     mid = (size - 1) / 2
-    rf_x = (cx - mid) / ppd
-    rf_y = (mid - cy) / ppd
+    rf_x = (np.broadcast_to(cx, (c, h, w)) - mid) / ppd
+    return rf_x, (mid - np.broadcast_to(cy, (c, h, w))) / ppd
+
+
+def _build(
+    model: BrainModel, region: str, rc: RegionCommitment, shape: tuple[int, int, int], data: dict
+) -> RegionUnits:
+    c, h, w = shape
+    ppd = model.input_size / model.visual_degrees
+    stride_px = model.input_size / w
+    rf_x, rf_y = _rf_grid(model, shape, data["rf_cx_px"], data["rf_cy_px"])
     rf_size = np.broadcast_to(data["rf_sigma_px"][:, None, None] * FWHM_PER_SIGMA / ppd, (c, h, w))
     pos_x = rf_x.mean(axis=0)
     pos_y = rf_y.mean(axis=0)

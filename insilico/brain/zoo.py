@@ -149,8 +149,10 @@ def load_model(
     every region, or ``{region: name}``): ``"similarity"`` (by response similarity, the
     default), ``"swap"`` (the post-hoc swap optimisation of the spatial-correlation objective,
     Lee et al. 2020) or ``"trained"`` (the places a topographic network was fine-tuned with;
-    only ``efficientnet_lite0_topo``'s IT has them) or ``"random"`` (a seeded shuffle, the
-    null). See ``insilico.brain.layout.arrange``.
+    only ``efficientnet_lite0_topo``'s IT has them), ``"random"`` (a seeded shuffle, the
+    null) or, for a non-retinotopic region (IT) only, ``"unit-swap"`` (every unit placed on
+    its own by local swaps of the same objective; minutes on the first load, then cached).
+    See ``insilico.brain.layout.arrange`` and ``arrange_units``.
     """
     if not isinstance(name, str | os.PathLike):
         raise TypeError(f"model name must be a string, got {type(name).__name__}")

@@ -162,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--arrangement",
         default=None,
-        help="with --suite: place IT's channels by similarity, swap, trained or random",
+        help="with --suite: place IT's channels by similarity, swap, trained or random, or "
+        "its units one by one (unit-swap)",
     )
     e.add_argument(
         "--null", action="store_true", help="with --suite: every dose zero (the suite's null)"

@@ -34,7 +34,7 @@ def cmd_suite(args: argparse.Namespace) -> None:
         raise CLIError(f"unknown suite {args.suite!r}; expected one of {', '.join(SUITES)}")
     name = args.model or "efficientnet_lite0"
     draws = 10 if args.draws is None else args.draws
-    nulls = tuple(args.nulls.split(",")) if args.nulls else (() if draws == 1 else ("channels",))
+    nulls = tuple(args.nulls.split(",")) if args.nulls else (() if draws == 1 else None)
     seed = 1 if args.seed is None else args.seed
     try:
         if seed < 0:
@@ -53,6 +53,7 @@ def cmd_suite(args: argparse.Namespace) -> None:
         else:
             long = run_draws(Rig(model), draws, nulls, dose, None, not args.quiet, seed)
             table = verdicts(long)
+            nulls = tuple(dict.fromkeys(s.split()[1] for s in long["sheet"] if s != "model"))
     except ValueError as err:
         raise CLIError(str(err)) from None
     tag = f"{name}-{model.region('IT').arrangement}" + ("-null" if args.null else "")

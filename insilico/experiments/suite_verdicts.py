@@ -39,13 +39,15 @@ NULLS = {"channels": "channel", "units": "unit"}
 def run_draws(
     rig: Rig,
     draws: int = 10,
-    nulls: tuple[str, ...] = ("channels",),
+    nulls: tuple[str, ...] | None = None,
     dose_scale: float = 1.0,
     only: list[str] | None = None,
     progress: bool = True,
     first_seed: int = 1,
 ) -> pd.DataFrame:
-    """The suite on ``rig``'s model and on each null sheet in ``nulls`` (keys of ``NULLS``),
+    """The suite on ``rig``'s model and on each null sheet in ``nulls`` (keys of ``NULLS``;
+    default: ``("units",)`` for a sheet whose units are placed one by one, ``"unit-swap"``,
+    else ``("channels",)``),
     ``draws`` draws of sites each (seeds ``first_seed`` onwards; the nulls' places are
     shuffled with the draw's seed). One row per sheet, draw and benchmark
     (``suite_table``'s columns plus ``sheet``, "model" or "null: <name> shuffled", and
@@ -54,10 +56,14 @@ def run_draws(
         raise ValueError(f"draws must be a positive whole number, got {draws!r}")
     if not isinstance(first_seed, int) or first_seed < 0:
         raise ValueError(f"the first seed must be a non-negative integer, got {first_seed!r}")
+    s = suite_rig(rig, dose_scale, only)
+    if nulls is None:
+        nulls = (
+            ("units",) if s.model.region_units("IT").arrangement == "unit-swap" else ("channels",)
+        )
     bad = [n for n in nulls if n not in NULLS]
     if bad:
         raise ValueError(f"unknown null {bad[0]!r}; expected one of {', '.join(NULLS)}")
-    s = suite_rig(rig, dose_scale, only)
     sheets = ["model"] + [f"null: {n} shuffled" for n in nulls]
     jobs = [(sheet, seed) for seed in range(first_seed, first_seed + draws) for sheet in sheets]
     parts = []
