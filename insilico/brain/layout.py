@@ -107,7 +107,7 @@ def sheet_layout(
     g = math.ceil(math.sqrt(c))
     left_col = pos_x_deg.mean(axis=0) >= 0  # feature-map columns in the right visual field
     hemi = unit_hemispheres(pos_x_deg, shape).reshape(c, h, w)
-    if len(cells) == c * h * w and not rc.retinotopic:  # "unit-swap": every unit its cell
+    if rc.arrangement == "unit-swap":  # every unit its own cell (non-retinotopic only)
         tx, ty = np.zeros(c * h * w), np.zeros(c * h * w)
         for side in ("left", "right"):
             mine = hemi.ravel() == side
