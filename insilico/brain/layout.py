@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from insilico.brain.commitments import ARRANGEMENTS, RegionCommitment
 from insilico.brain.topography import (
@@ -105,8 +106,8 @@ def sheet_layout(
     """
     c, h, w = shape
     g = math.ceil(math.sqrt(c))
-    left_col = pos_x_deg.mean(axis=0) >= 0  # feature-map columns in the right visual field
     hemi = unit_hemispheres(pos_x_deg, shape).reshape(c, h, w)
+    left_col = hemi[0, 0] == "left"  # feature-map columns in the right visual field
     if rc.arrangement == "unit-swap":  # every unit its own cell (non-retinotopic only)
         tx, ty = np.zeros(c * h * w), np.zeros(c * h * w)
         for side in ("left", "right"):
@@ -155,8 +156,6 @@ def arrange_units(
     improved by :func:`insilico.brain.topography.swap_units`. The summary's
     ``spatial_correlation`` is the objective's Pearson r over 10^6 random unit pairs per
     hemisphere, averaged."""
-    from tqdm.auto import tqdm
-
     flat = acts.reshape(len(acts), -1).double().numpy()
     cells = np.zeros((flat.shape[1], 2), dtype=np.int64)
     rng = np.random.default_rng(0)

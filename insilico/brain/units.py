@@ -208,13 +208,19 @@ def calibration_images(model: BrainModel, n: int = CALIBRATION_IMAGES) -> torch.
     return rgb.clamp(0, 1) ** (1 / 2.2)
 
 
+def layer_activations(model: BrainModel, layer: str, images: torch.Tensor) -> torch.Tensor:
+    """Activations (images, C, H, W) of ``layer`` to ``images``, 32 per pass, float32 on CPU."""
+    return torch.cat(
+        [
+            model.activations(images[k : k + 32], [layer])[layer].float().cpu()
+            for k in range(0, len(images), 32)
+        ]
+    )
+
+
 def calibrate(model: BrainModel, layer: str) -> tuple[float, torch.Tensor]:
     """99th-percentile activation of ``layer`` and its activations (images, C, H, W)."""
-    images = calibration_images(model)
-    acts = []
-    for start in range(0, len(images), 32):
-        acts.append(model.activations(images[start : start + 32], [layer])[layer].float().cpu())
-    a = torch.cat(acts)
+    a = layer_activations(model, layer, calibration_images(model))
     flat = a.flatten().numpy()
     if len(flat) > 4_000_000:
         flat = flat[:: len(flat) // 4_000_000 + 1]
@@ -231,13 +237,9 @@ def _measure(model: BrainModel, region: str, progress: bool) -> dict[str, np.nda
     if rc.arrangement == "unit-swap":
         shape = model.layer_shape(rc.layer)
         rf_x, _ = _rf_grid(model, shape, cx, cy)
-        images = calibration_images(model, UNIT_SWAP_IMAGES)
-        more = [
-            model.activations(images[k : k + 32], [rc.layer])[rc.layer].float().cpu()
-            for k in range(0, len(images), 32)
-        ]
+        more = layer_activations(model, rc.layer, calibration_images(model, UNIT_SWAP_IMAGES))
         hemi = unit_hemispheres(rf_x.mean(axis=0), shape)
-        cells, info = arrange_units(torch.cat(more), hemi, rc.sheet_size_mm, progress)
+        cells, info = arrange_units(more, hemi, rc.sheet_size_mm, progress)
     else:
         cell_mm = arrangement_cell_mm(rc, acts.shape[1])
         cells, info = arrange(rc.arrangement, acts, cell_mm, model.trained_cells.get(rc.layer))

@@ -53,7 +53,6 @@ def cmd_suite(args: argparse.Namespace) -> None:
         else:
             long = run_draws(Rig(model), draws, nulls, dose, None, not args.quiet, seed)
             table = verdicts(long)
-            nulls = tuple(dict.fromkeys(s.split()[1] for s in long["sheet"] if s != "model"))
     except ValueError as err:
         raise CLIError(str(err)) from None
     tag = f"{name}-{model.region('IT').arrangement}" + ("-null" if args.null else "")
@@ -77,12 +76,13 @@ def cmd_suite(args: argparse.Namespace) -> None:
         long.to_csv(out / "draws.csv", index=False)
         (out / "table.md").write_text(_markdown(table, list(table.columns)))
         counts = table["verdict"].value_counts()
+        null_cols = [c for c in table.columns if c.startswith("null: ")]
         print(
             f"{args.suite} suite on {tag}: {counts.get('predicted', 0)} of {len(table)} "
-            f"benchmarks predicted over {draws} draws of sites beyond the {nulls[0]}-shuffled "
-            f"null; {counts.get('not beyond null', 0)} pass only as often as the null"
+            f"benchmarks predicted over {draws} draws of sites beyond the "
+            f"{null_cols[0].split()[1]}-shuffled null; {counts.get('not beyond null', 0)} pass "
+            "only as often as the null"
         )
-        null_cols = [c for c in table.columns if c.startswith("null: ")]
         for _, row in table.iterrows():
             beside = ", ".join(f"{c.split()[1]}-shuffled null {row[c]}" for c in null_cols)
             print(
