@@ -170,7 +170,7 @@ def _best_layer_nested(
     r = pearson(pred, mean)
     i, w, b, reg = final
     scores = {name: float(np.mean(inner_score[k])) for k, name in enumerate(layers)}
-    return layers[i], r, w, b, reg, scores
+    return layers[i], r, w, b, reg, scores, pred
 
 
 def rf_degrees(rig: Rig, region: str, layer: str, row, col) -> tuple[np.ndarray, np.ndarray]:
@@ -265,7 +265,7 @@ def map_neurons(
     if layer == "best":
         layers = candidate_layers or [model.region(r).layer for r in model.regions]
         layers = [mixed_layer(model, c) for c in layers]
-        name, r, w, b, reg, scores = _best_layer_nested(
+        name, r, w, b, reg, scores, pred = _best_layer_nested(
             rig,
             stim,
             layers,
@@ -313,6 +313,10 @@ def map_neurons(
             "n_models": n_models,
             "n_stimuli": len(stim),
             "stimuli_fingerprint": stim.fingerprint(),
+            # out-of-fold predictions and the mean responses they were scored against
+            # (stimuli, sites): what a cross-network ensemble's predictivity is computed from
+            "cv_predictions": pred.astype(np.float32),
+            "responses_mean": np.asarray(mean, dtype=np.float32),
             **rf,
         },
     )

@@ -20,6 +20,7 @@ import torch
 import stimuli
 from recordings.format import INSILICO_VERSION
 from rigs.arrays import SiteArray
+from rigs.cores import core_list, ensemble_drive, ensemble_rates
 from rigs.mapped import MappedSites
 from rigs.scoring import (
     TRANSFER_COLUMNS,
@@ -27,7 +28,7 @@ from rigs.scoring import (
     match_units,
     population_drive,
 )
-from rigs.targets import rates, resolve_targets
+from rigs.targets import resolve_targets
 from stimuli.synthesis import objectives as obj_mod
 from stimuli.synthesis.constraints import DisplayConstraints
 from stimuli.synthesis.loop import optimize
@@ -95,6 +96,7 @@ def synthesize(
     low_contrast: str = "scale_up",
     transfer_tolerance_deg: float = 1.0,
     calibration: stimuli.StimulusSet | None = None,
+    cores: list[tuple[Rig, MappedSites]] | None = None,
 ) -> SynthesisResult:
     """Synthesize images that ``objective`` the ``targets`` (drive / silence / one_hot /
     match, or a composed ``stimuli.synthesis.objectives.Objective``).
@@ -128,6 +130,10 @@ def synthesize(
     natural crops, seed 2, at the synthesis size and place; never the reference) correlate
     best with the target's; ``attrs["transfer_match"][name]`` lists per unit the matched id,
     the correlation ``r``, the RF offset in deg and the number of candidates.
+
+    Ensembles over networks. ``cores=[(other_rig, other_mapped), ...]`` (mapped targets only:
+    the same recording mapped onto other networks) optimises, and reports, the mean of each
+    site's rates over this rig's and the other rigs' mappings (``rigs.cores``).
     """
     model = rig.model
     vd = model.visual_degrees
@@ -180,16 +186,7 @@ def synthesize(
     ppd = model.input_size / vd
     shape_px = max(8, round(size * ppd))
     bg = float(rig.display.background)
-    gamma = rig.display.gamma
-
-    def rates_of(deviations: torch.Tensor, grad: bool) -> torch.Tensor:
-        placed = rig.screen.place(
-            deviations.to(torch.float32), np.tile(pos, (len(deviations), 1)), size
-        )
-        lum = (placed + bg).clamp(1e-6, 1.0)
-        if rig.screen.on_screen is not None:
-            lum = lum * rig.screen.on_screen
-        return rates(rig.model, lum.pow(1.0 / gamma), resolved, grad=grad, clamp=False)
+    core_set = core_list(rig, population, resolved, pop_ids, cores)
 
     # reference natural images at the same size and place: equated to the synthesis's
     # display budget (the default comparison) and unconstrained (full-gamut square crops)
@@ -203,8 +200,8 @@ def synthesize(
         if equate_reference
         else ref_plain
     )
-    ref_drive = population_drive(rig, ref, resolved)
-    plain_drive = population_drive(rig, ref_plain, resolved) if equate_reference else ref_drive
+    ref_drive = ensemble_drive(core_set, ref)
+    plain_drive = ensemble_drive(core_set, ref_plain) if equate_reference else ref_drive
     z_stats = (ref_drive.mean(0), ref_drive.std(0).clamp(min=1e-3))
 
     goal_t = None
@@ -229,7 +226,7 @@ def synthesize(
         t_idx = np.arange(start, min(start + per_batch, len(names)))
         rows = np.repeat(t_idx, n_per_target)
         out = optimize(
-            forward=lambda d: rates_of(d, grad=True),
+            forward=lambda d: ensemble_rates(core_set, d, pos, size, grad=True),
             weights=w_targets[rows].to(model.device),
             objective=objective_fn,
             constraints=constraints.to(model.device),
@@ -301,7 +298,7 @@ def synthesize(
         names,
         rows,
         w_targets,
-        population_drive(rig, shown, resolved),
+        ensemble_drive(core_set, shown),
         ref_drive,
         plain_drive,
         z_stats,
@@ -365,6 +362,7 @@ def synthesize(
         "weights_id": model.weights_id,
         "commitment": model.commitment.to_dict(),
         "rig": rig.describe(),
+        "cores": [c.rig.model.name for c in core_set],
         "display": rig.display.to_dict(),
         "perturbations": [p.describe() for p in rig.perturbations],
         "population": pop_ids,
