@@ -37,8 +37,13 @@ The claims are numbers with 95 % intervals, measured on the animal's noisy respo
 - ``*_expected``: the same on the animal's noise-free rates (``reveal()``: only possible in
   silico) against the best of *all* N day-1 images: what the noisy protocol estimates.
 
+Ensemble over networks: ``--cores efficientnet_lite1`` maps day 1 onto Lite1 as well; sites
+are then selected by the cross-validated r of the two networks' mean prediction
+(``rigs.cores.ensemble_predictivity``) and synthesized on that mean (``cores=``), so the images
+cannot exploit one network's quirks. A core may not be the animal's own network.
+
 Run: python examples/closed_loop.py [--model efficientnet_lite0] [--animal efficientnet_lite2]
-     [--sites 100] [--images 1000] [--steps 128]
+     [--sites 100] [--images 1000] [--steps 128] [--cores efficientnet_lite1]
 Quick check (different tiny networks): --model tiny --animal tiny_b --sites 16 --images 400
 """
 
@@ -50,6 +55,7 @@ from scipy.stats import beta
 
 import insilico as lab
 from insilico.animals import VirtualAnimal
+from rigs.cores import ensemble_predictivity
 
 #: natural images per site (by day-1 response, and by day-1 one-hot share) shown again on day 2
 TOP = 3
@@ -114,7 +120,11 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=128)
     p.add_argument("--rms-contrast", type=float, default=0.25)
     p.add_argument("--min-r", type=float, default=0.5, help="well-predicted: r above this")
+    p.add_argument("--cores", default="", help="other lab networks to average with, a,b")
     args = p.parse_args()
+    others = [c for c in args.cores.split(",") if c]
+    if args.animal in [args.model, *others]:
+        raise SystemExit(f"the lab's networks include the animal's own ({args.animal!r})")
     t0 = time.perf_counter()
     size = 8.0
     budget = args.repeats * (args.images + (2 + 2 * TOP) * args.sites)
@@ -131,8 +141,20 @@ def main() -> None:
         progress=False,
     )  # fmt: skip
     print(mapped)
-    well = mapped.predictivity > args.min_r
+    cores = []
+    for name in others:
+        other = lab.Rig(lab.load_model(name))
+        cores.append((other, other.map_neurons(
+            rec, "V4", method=args.method, n_models=args.n_models, cv=5, stimuli_set=day1,
+            progress=False,
+        )))  # fmt: skip
+        print(cores[-1][1])
+    r = ensemble_predictivity([mapped, *(m for _, m in cores)])
+    if cores:
+        print(f"mean over {[args.model, *others]}: median CV r {np.median(r):.3f}")
+    well = r > args.min_r
     print(f"{int(well.sum())} of {len(mapped)} sites predicted with r > {args.min_r}")
+    print("well-predicted: " + " ".join(str(n) for n in mapped.neuroid_ids[well]))
     if well.sum() < 2:
         raise SystemExit("fewer than 2 well-predicted sites: nothing to control")
     good = mapped.sites[well]
@@ -143,6 +165,7 @@ def main() -> None:
     # and each site's TOP natural images of day 1 shown again: the best of N noisy day-1
     # means is inflated by its noise (the winner's curse); fresh repeats measure it fairly
     common = dict(size_deg=size, steps=args.steps, seed=0, reference=day1[:200], progress=False)
+    common["cores"] = cores
     common["rms_contrast"] = args.rms_contrast
     mu, sd = natural_resp.mean(0), natural_resp.std(0) + 1e-6
     top_drive = np.argsort(-natural_resp, axis=0)[:TOP]  # (TOP, sites)
@@ -164,7 +187,7 @@ def main() -> None:
     n = len(day1)
     for k, nid in enumerate(good.neuroid_ids):
         print(
-            f"{nid}: r {good.predictivity[k]:.2f}  synthesized {synth[k]:6.1f}  best natural "
+            f"{nid}: r {r[well][k]:.2f}  synthesized {synth[k]:6.1f}  best natural "
             f"{best[k]:6.1f} (day 1: {natural_resp[:, k].max():6.1f}) spikes/s  "
             f"{'WIN' if synth[k] > best[k] else 'loss'}"
         )
@@ -190,8 +213,8 @@ def main() -> None:
     oh_nat = one_hot_share(nat_true, mu, sd).max(0)
     report("one_hot_beats_expected", "one_hot_ratio_expected", oh_true, oh_nat, null)
     print(
-        f"synthesized on {args.model}, shown to the {args.animal} animal; {n} equated natural "
-        f"images, {len(again)} re-shown on day 2; {animal.trials_used} trials; "
+        f"synthesized on {'+'.join([args.model, *others])}, shown to the {args.animal} animal; "
+        f"{n} equated natural images, {len(again)} re-shown on day 2; {animal.trials_used} trials; "
         f"{time.perf_counter() - t0:.0f} s"
     )
 
