@@ -204,11 +204,25 @@ def main() -> None:
           f"{np.median(share_nat):.3f}, uniform {1 / len(good):.3f}")  # fmt: skip
 
     # the check only a virtual animal allows: noise-free rates, best of ALL day-1 images
-    truth = animal.reveal().rates
+    insides = animal.reveal()
+    truth = insides.rates
     synth_true = truth(shown["drive"][0])[sites, columns]
     nat_true = truth(day1)[:, columns]
     null = 1 / (n + 1)
     report("beats_equated_expected", "median_ratio_expected", synth_true, nat_true.max(0), null)
+    # saturation caps the ratio at max rate / best natural rate; the share of that headroom
+    # the image takes (0: no better than the best natural image, 1: the site's maximum rate)
+    top = insides.max_hz[[animal.site_ids.index(str(i)) for i in good.neuroid_ids]]
+    cap = top / nat_true.max(0)
+    lo, hi = bootstrap_median(cap)
+    print(f"RESULT ratio_cap_expected = {np.median(cap):.3f} [{lo:.3f}, {hi:.3f}] "
+          "(max rate / best natural rate, median over sites)")  # fmt: skip
+    room = (synth_true - nat_true.max(0)) / (top - nat_true.max(0))
+    lo, hi = bootstrap_median(room)
+    print(
+        f"RESULT headroom_share_expected = {np.median(room):.3f} [{lo:.3f}, {hi:.3f}] "
+        "((synthesized - best natural) / (max rate - best natural), median over sites)"
+    )
     oh_true = one_hot_share(truth(shown["one_hot"][0])[:, columns], mu, sd)[sites, sites]
     oh_nat = one_hot_share(nat_true, mu, sd).max(0)
     report("one_hot_beats_expected", "one_hot_ratio_expected", oh_true, oh_nat, null)

@@ -80,7 +80,7 @@ def test_closed_loop_reports_numbers_with_intervals(tmp_path):
     assert "CLAIM" not in out.stdout
     found = dict(
         (m[0], tuple(float(v) for v in m[1:]))
-        for m in re.findall(r"RESULT (\w+) = ([\d.]+) \[([\d.]+), ([\d.]+)\]", out.stdout)
+        for m in re.findall(r"RESULT (\w+) = ([-\d.]+) \[([-\d.]+), ([-\d.]+)\]", out.stdout)
     )
     assert set(found) == {
         "beats_equated",
@@ -93,7 +93,11 @@ def test_closed_loop_reports_numbers_with_intervals(tmp_path):
         "median_ratio_expected",
         "one_hot_beats_expected",
         "one_hot_ratio_expected",
+        "ratio_cap_expected",
+        "headroom_share_expected",
     }, out.stdout[-2000:]
+    # saturation: no site's best natural rate reaches its maximum, no image passes it
+    assert found["ratio_cap_expected"][1] > 1 and found["headroom_share_expected"][2] <= 1
     for name, (value, lo, hi) in found.items():
         assert lo <= value <= hi, (name, value, lo, hi)
         if "beats" in name:
