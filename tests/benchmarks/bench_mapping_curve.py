@@ -15,7 +15,9 @@ seed). The lab's model is EfficientNet-Lite0 (V4's committed layer).
    mean of the 4 repetitions on the 500 held-out images; ceiling-normalised = r / the
    held-out noise ceiling (split-half, Spearman-Brown; sites with a ceiling < 0.1 left out of
    the normalised median). The null beside it: ridge fitted on responses shuffled across
-   training images.
+   training images. ``--cores efficientnet_lite1`` adds, for the ensemble readout, the other
+   lab network alone and the mean of both networks' predictions (an ensemble over cores,
+   ``rigs.cores``); ``--readouts`` limits the curve to some rows.
 2. **Session**: ``rig.map_neurons(recording of --session images, method=M, cv=5)`` per readout
    in its own process: wall time (features + 5 CV fits + the final fit), peak resident
    memory above the level before mapping (sampled every 5 ms), median cross-validated r and
@@ -88,6 +90,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--ensemble", type=int, default=4, help="members of the ensemble readout")
     p.add_argument("--session", type=int, default=1000, help="images of the timed sessions")
     p.add_argument("--skip-session", action="store_true")
+    p.add_argument("--cores", default="", help="other lab networks for a cross-network row")
+    p.add_argument("--readouts", default="", help="only these rows, e.g. gaussian_x4")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
@@ -97,6 +101,11 @@ def main(argv: list[str] | None = None) -> dict:
     sizes = [int(s) for s in args.sizes.split(",")]
     readouts = dict(READOUTS)
     readouts[f"gaussian_x{args.ensemble}"] = ("gaussian", args.ensemble)
+    if args.readouts:
+        readouts = {k: v for k, v in readouts.items() if k in args.readouts.split(",")}
+    others = [c for c in args.cores.split(",") if c]
+    if args.animal in [args.model, *others]:
+        raise SystemExit(f"the lab's networks include the animal's own ({args.animal!r})")
 
     animal = VirtualAnimal(args.animal, "V4", args.sites, seed=0, trial_budget=10**7)
     train = lab.stimuli.natural(max(sizes), size_deg=SIZE_DEG, seed=7)
@@ -116,22 +125,44 @@ def main(argv: list[str] | None = None) -> dict:
         flush=True,
     )
     curve: dict[str, dict] = {}
-    for label, (method, k) in [*readouts.items(), ("null_shuffled_ridge", ("ridge", 1))]:
-        curve[label] = {}
+    preds: dict[str, dict[int, np.ndarray]] = {}  # held-out predictions of the ensemble rows
+
+    def row(label, method, k, x_tr, x_te, shape) -> None:
+        curve[label], preds[label] = {}, {}
         for n in sizes:
             y = torch.as_tensor(y_train[:n], dtype=torch.float32)
             if label.startswith("null"):
                 y = y[torch.from_numpy(np.random.default_rng(0).permutation(n))]
             t = time.perf_counter()
-            w, b, _ = fit(method, x_train[:n], y, DEFAULT_ALPHAS, 25, shape, k)
-            seconds = time.perf_counter() - t
-            r = pearson((x_test @ w + b).numpy(), y_test)
-            curve[label][n] = {
-                "median_r": round(float(np.nanmedian(r)), 3),
-                "median_normalised": round(median_normalised(r, ceiling), 3),
-                "fit_s": round(seconds, 1),
-            }
-            print(f"{label:>20} N={n:5d}: {json.dumps(curve[label][n])}", flush=True)
+            w, b, _ = fit(method, x_tr[:n], y, DEFAULT_ALPHAS, 25, shape, k)
+            preds[label][n] = (x_te @ w + b).numpy()
+            score(label, n, preds[label][n], time.perf_counter() - t)
+
+    def score(label: str, n: int, pred: np.ndarray, seconds: float) -> None:
+        r = pearson(pred, y_test)
+        curve.setdefault(label, {})[n] = {
+            "median_r": round(float(np.nanmedian(r)), 3),
+            "median_normalised": round(median_normalised(r, ceiling), 3),
+            "fit_s": round(seconds, 1),
+        }
+        print(f"{label:>20} N={n:5d}: {json.dumps(curve[label][n])}", flush=True)
+
+    for label, (method, k) in [*readouts.items(), ("null_shuffled_ridge", ("ridge", 1))]:
+        row(label, method, k, x_train, x_test, shape)
+    ens = f"gaussian_x{args.ensemble}"
+    for name in others:  # an ensemble over cores: the other network alone, then the mean
+        other = lab.Rig(lab.load_model(name))
+        o_layer = other.model.region("V4").layer
+        o_shape = other.model.layer_shape(o_layer)
+        o_train, o_test = (
+            layer_features(other, train, o_layer),
+            layer_features(other, test, o_layer),
+        )
+        row(f"{name}:{ens}", "gaussian", args.ensemble, o_train, o_test, o_shape)
+        if ens in preds:
+            for n in sizes:
+                both = (preds[ens][n] + preds[f"{name}:{ens}"][n]) / 2
+                score(f"{args.model}+{name}:{ens}", n, both, 0.0)
     result = {
         "animal": args.animal,
         "model": args.model,

@@ -88,3 +88,19 @@ def test_bench_mapping_curve_quick():
             assert -1 <= point["median_r"] <= 1 and point["fit_s"] >= 0
     (session,) = result["session"]
     assert session["n_models"] == 2 and session["seconds"] > 0
+
+
+def test_bench_mapping_curve_cores_row():
+    """The cross-network row's path; with the lab's own network as the second core (the only
+    other quick network is the animal's) the mean of two identical predictions scores the same."""
+    args = ["--quick", "--readouts", "gaussian_x2", "--cores", "tiny", "--skip-session"]
+    curve = _load("bench_mapping_curve").main(args)["curve"]
+    assert set(curve) == {
+        "gaussian_x2",
+        "null_shuffled_ridge",
+        "tiny:gaussian_x2",
+        "tiny+tiny:gaussian_x2",
+    }
+    for n in (100, 200):
+        same = [curve[k][n]["median_r"] for k in ("gaussian_x2", "tiny+tiny:gaussian_x2")]
+        assert same[0] == same[1]
