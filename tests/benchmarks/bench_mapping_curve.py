@@ -21,7 +21,9 @@ seed). The lab's model is EfficientNet-Lite0 (V4's committed layer).
 2. **Session**: ``rig.map_neurons(recording of --session images, method=M, cv=5)`` per readout
    in its own process: wall time (features + 5 CV fits + the final fit), peak resident
    memory above the level before mapping (sampled every 5 ms), median cross-validated r and
-   its ceiling-normalised median (``MappedSites.consistency``).
+   its ceiling-normalised median (``MappedSites.consistency``); with ``--cores``, one more
+   session maps the ensemble readout onto every network and scores their mean
+   (``rigs.cores.ensemble_predictivity``; the time and memory are those of all mappings).
 """
 
 from __future__ import annotations
@@ -57,20 +59,25 @@ from _common import median_normalised, peak_rss_while  # the child runs in this 
 import numpy as np
 import insilico as lab
 from insilico.animals import VirtualAnimal
-animal_name, lab_name, n_sites, n_images, method, k = sys.argv[1:7]
+from rigs.cores import ensemble_predictivity
+animal_name, lab_names, n_sites, n_images, method, k = sys.argv[1:7]
 animal = VirtualAnimal(animal_name, "V4", int(n_sites), seed=0, trial_budget=10**7)
 stim = lab.stimuli.natural(int(n_images), size_deg=8.0, seed=7)
 rec = animal.show(stim, repeats=4, seed=0)
-rig = lab.Rig(lab.load_model(lab_name))
-rig.model.region_units("V4")
-mapped, seconds, before, peak = peak_rss_while(lambda: rig.map_neurons(
-    rec, "V4", method=method, cv=5, stimuli_set=stim, progress=False, n_models=int(k)))
-print(json.dumps({"method": method, "n_models": int(k), "seconds": round(seconds, 1),
+rigs = [lab.Rig(lab.load_model(name)) for name in lab_names.split("+")]
+for rig in rigs:
+    rig.model.region_units("V4")
+maps, seconds, before, peak = peak_rss_while(lambda: [rig.map_neurons(
+    rec, "V4", method=method, cv=5, stimuli_set=stim, progress=False, n_models=int(k))
+    for rig in rigs])
+r = ensemble_predictivity(maps)  # one network: its own CV r
+ceiling = maps[0].noise_ceiling
+print(json.dumps({"method": method, "n_models": int(k), "cores": lab_names,
+                  "seconds": round(seconds, 1),
                   "mapping_peak_increase_mb": round(peak - before, 1),
-                  "median_r": round(float(np.nanmedian(mapped.predictivity)), 3),
-                  "median_ceiling": round(float(np.nanmedian(mapped.noise_ceiling)), 3),
-                  "median_normalised": round(median_normalised(mapped.predictivity,
-                                                                mapped.noise_ceiling), 3)}))
+                  "median_r": round(float(np.nanmedian(r)), 3),
+                  "median_ceiling": round(float(np.nanmedian(ceiling)), 3),
+                  "median_normalised": round(median_normalised(r, ceiling), 3)}))
 """
 
 
@@ -175,8 +182,11 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.skip_session:
         result["session"] = []
         timed = [("gaussian", args.ensemble)] if args.quick else list(readouts.values())
-        for method, k in timed:
-            cmd = [sys.executable, "-c", SESSION, args.animal, args.model, str(args.sites)]
+        timed = [(args.model, method, k) for method, k in timed]
+        if others:  # the ensemble over networks: every network mapped, the mean's CV r
+            timed.append(("+".join([args.model, *others]), "gaussian", args.ensemble))
+        for names, method, k in timed:
+            cmd = [sys.executable, "-c", SESSION, args.animal, names, str(args.sites)]
             cmd += [str(args.session), method, str(k)]
             here = Path(__file__).parent  # the child imports _common
             out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=here)

@@ -93,8 +93,12 @@ def test_bench_mapping_curve_quick():
 def test_bench_mapping_curve_cores_row():
     """The cross-network row's path; with the lab's own network as the second core (the only
     other quick network is the animal's) the mean of two identical predictions scores the same."""
-    args = ["--quick", "--readouts", "gaussian_x2", "--cores", "tiny", "--skip-session"]
-    curve = _load("bench_mapping_curve").main(args)["curve"]
+    args = ["--quick", "--readouts", "gaussian_x2", "--cores", "tiny"]
+    result = _load("bench_mapping_curve").main(args)
+    curve = result["curve"]
+    one, two = result["session"]
+    assert (one["cores"], two["cores"]) == ("tiny", "tiny+tiny")
+    assert one["median_r"] == two["median_r"]
     assert set(curve) == {
         "gaussian_x2",
         "null_shuffled_ridge",
