@@ -230,6 +230,12 @@ def main() -> None:
     oh_true = one_hot_share(truth(shown["one_hot"][0])[:, columns], mu, sd)[sites, sites]
     oh_nat = one_hot_share(nat_true, mu, sd).max(0)
     report("one_hot_beats_expected", "one_hot_ratio_expected", oh_true, oh_nat, null)
+    for k, nid in enumerate(good.neuroid_ids):  # per site, for paired comparisons of runs
+        print(
+            f"{nid} noise-free: synthesized {synth_true[k]:6.1f} best natural "
+            f"{nat_true[:, k].max():6.1f} spikes/s; one-hot share {oh_true[k]:.3f} vs "
+            f"{oh_nat[k]:.3f}"
+        )
     print(
         f"synthesized on {'+'.join([args.model, *others])}, shown to the {args.animal} animal; "
         f"{n} equated natural images, {len(again)} re-shown on day 2; {animal.trials_used} trials; "
