@@ -108,3 +108,23 @@ def test_bench_mapping_curve_cores_row():
     for n in (100, 200):
         same = [curve[k][n]["median_r"] for k in ("gaussian_x2", "tiny+tiny:gaussian_x2")]
         assert same[0] == same[1]
+
+
+def test_compare_closed_loops_pairs_sites(tmp_path, capsys):
+    """The paired comparison reads both runs' per-site lines and pairs the shared sites."""
+    line = "{s}: r 0.60  synthesized {v:6.1f}  best natural   50.0 (day 1:   55.0) spikes/s  x"
+    free = "{s} noise-free: synthesized {v:6.1f} best natural   48.0 spikes/s; "
+    free += "one-hot share 0.2 vs 0.1"
+    runs = []
+    for k, shift in enumerate((0.0, 5.0)):
+        text = [line.format(s=f"site_{i:03d}", v=40.0 + i + shift) for i in range(8)]
+        text += [free.format(s=f"site_{i:03d}", v=40.0 + i + shift) for i in range(8)]
+        runs.append(tmp_path / f"run{k}.log")
+        runs[-1].write_text("\n".join(text))
+    _load("compare_closed_loops").main(str(runs[0]), str(runs[1]))
+    out = capsys.readouterr().out
+    assert "8 / 8 sites selected, 8 in both" in out
+    assert (
+        "measured: synthesized B > A at 8/8" in out
+        and "noise-free: synthesized B > A at 8/8" in out
+    )
