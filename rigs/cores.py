@@ -65,6 +65,8 @@ def core_list(
             "cores= averages mapped sites over networks: targets must be MappedSites "
             f"(rig.map_neurons), got {type(population).__name__}"
         )
+    if not isinstance(cores, list | tuple):
+        raise ValueError(f"cores must be a list of (Rig, MappedSites) pairs, got {cores!r}")
     for item in cores:
         ok = isinstance(item, tuple | list) and len(item) == 2
         if not ok or not hasattr(item[0], "model") or not isinstance(item[1], MappedSites):

@@ -81,6 +81,7 @@ def test_bad_cores_are_one_line_errors(session):
     cases = [
         (dict(targets="V4", cores=[(b, mb)]), "targets must be MappedSites"),
         (dict(targets=ma.sites[:1], cores=[mb]), "(Rig, MappedSites) pairs"),
+        (dict(targets=ma.sites[:1], cores=b), "(Rig, MappedSites) pairs"),
         (dict(targets=ma.sites[:1], cores=[(a, mb)]), "mapped onto 'tiny_b', their rig holds"),
     ]
     few = b.map_neurons(rec.isel(neuroid=slice(0, 6)), "V4", stimuli_set=stim, cv=4, progress=False)

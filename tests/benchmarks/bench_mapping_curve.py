@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> dict:
         flush=True,
     )
     curve: dict[str, dict] = {}
-    preds: dict[str, dict[int, np.ndarray]] = {}  # held-out predictions of the ensemble rows
+    preds: dict[str, dict[int, np.ndarray]] = {}  # held-out predictions per row and size
 
     def row(label, method, k, x_tr, x_te, shape) -> None:
         curve[label], preds[label] = {}, {}
